@@ -1,0 +1,130 @@
+package lane
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestValid(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want bool
+	}{
+		{name: "simple", give: "main", want: true},
+		{name: "all classes", give: "dev-Feature_1.2", want: true},
+		{name: "63 chars", give: strings.Repeat("a", 63), want: true},
+		{name: "64 chars", give: strings.Repeat("a", 64), want: false},
+		{name: "empty", give: "", want: false},
+		{name: "space", give: "dev feature", want: false},
+		{name: "comma smuggling", give: "main,evil=1", want: false},
+		{name: "crlf", give: "main\r\nx-evil: 1", want: false},
+		{name: "unicode", give: "dév", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Valid(tt.give); got != tt.want {
+				t.Errorf("Valid(%q) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFromHeaders(t *testing.T) {
+	tests := []struct {
+		name       string
+		give       http.Header
+		want       Lane
+		wantSource Source
+	}{
+		{name: "no lane", give: http.Header{}, want: "", wantSource: SourceNone},
+		{name: "header", give: http.Header{"X-Swimlane": {"dev-feature1"}}, want: "dev-feature1", wantSource: SourceHeader},
+		{name: "baggage only", give: http.Header{"Baggage": {"swimlane=dev-feature2"}}, want: "dev-feature2", wantSource: SourceBaggage},
+		{name: "baggage among members with properties", give: http.Header{"Baggage": {"user=1;p=q, swimlane=dev-feature1;ttl=3 ,x=y"}}, want: "dev-feature1", wantSource: SourceBaggage},
+		{name: "baggage in second header line", give: http.Header{"Baggage": {"a=b", "swimlane=f1"}}, want: "f1", wantSource: SourceBaggage},
+		{name: "header wins over baggage", give: http.Header{"X-Swimlane": {"h"}, "Baggage": {"swimlane=b"}}, want: "h", wantSource: SourceHeader},
+		{name: "invalid header falls to baggage", give: http.Header{"X-Swimlane": {"bad lane"}, "Baggage": {"swimlane=b"}}, want: "b", wantSource: SourceBaggage},
+		{name: "invalid header ignored", give: http.Header{"X-Swimlane": {strings.Repeat("x", 64)}}, want: "", wantSource: SourceNone},
+		{name: "malformed baggage ignored", give: http.Header{"Baggage": {"swimlane=dev-feature1,=broken"}}, want: "", wantSource: SourceNone},
+		{name: "baggage lane with bad characters ignored", give: http.Header{"Baggage": {"swimlane=a%2Cb"}}, want: "", wantSource: SourceNone},
+		{name: "percent-encoded valid lane", give: http.Header{"Baggage": {"swimlane=dev%2Dx"}}, want: "dev-x", wantSource: SourceBaggage},
+		{name: "seed gateway's member name is another key", give: http.Header{"Baggage": {"x-swimlane=dev-feature1"}}, want: "", wantSource: SourceNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, src := Default().FromHeaders(tt.give)
+			if got != tt.want || src != tt.wantSource {
+				t.Errorf("FromHeaders = %q (%s), want %q (%s)", got, src, tt.want, tt.wantSource)
+			}
+		})
+	}
+}
+
+func TestWrite(t *testing.T) {
+	tests := []struct {
+		name        string
+		give        http.Header
+		lane        Lane
+		wantHeader  string
+		wantBaggage []string
+	}{
+		{name: "adds both", give: http.Header{}, lane: "f1", wantHeader: "f1", wantBaggage: []string{"swimlane=f1"}},
+		{name: "appends to baggage", give: http.Header{"Baggage": {"user=7"}}, lane: "f1", wantHeader: "f1", wantBaggage: []string{"user=7,swimlane=f1"}},
+		{name: "replaces member, keeps others", give: http.Header{"Baggage": {"a=1,swimlane=old;p,b=2"}}, lane: "new", wantHeader: "new", wantBaggage: []string{"a=1,swimlane=new,b=2"}},
+		{name: "joins header lines", give: http.Header{"Baggage": {"a=1", "b=2"}}, lane: "f1", wantHeader: "f1", wantBaggage: []string{"a=1,b=2,swimlane=f1"}},
+		{name: "malformed baggage untouched", give: http.Header{"Baggage": {"=x,,bad"}}, lane: "f1", wantHeader: "f1", wantBaggage: []string{"=x,,bad"}},
+		{name: "no lane writes nothing", give: http.Header{"Baggage": {"a=1"}}, lane: "", wantHeader: "", wantBaggage: []string{"a=1"}},
+		{name: "duplicate member in the middle dropped", give: http.Header{"Baggage": {"swimlane=a, x=1 ,swimlane=b,y=2"}}, lane: "c", wantHeader: "c", wantBaggage: []string{"swimlane=c,x=1,y=2"}},
+		{name: "duplicate members collapse", give: http.Header{"Baggage": {"swimlane=a,swimlane=b"}}, lane: "c", wantHeader: "c", wantBaggage: []string{"swimlane=c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.give.Clone()
+			Default().Write(h, tt.lane)
+			if got := h.Get("X-Swimlane"); got != tt.wantHeader {
+				t.Errorf("x-swimlane = %q, want %q", got, tt.wantHeader)
+			}
+			if got := h.Values("Baggage"); strings.Join(got, "|") != strings.Join(tt.wantBaggage, "|") {
+				t.Errorf("baggage = %q, want %q", got, tt.wantBaggage)
+			}
+		})
+	}
+}
+
+func TestConfigurableNames(t *testing.T) {
+	n := Names{Header: "x-env", BaggageKey: "env"}
+	h := http.Header{"Baggage": {"env=blue"}}
+	l, _ := n.FromHeaders(h)
+	if l != "blue" {
+		t.Fatalf("lane = %q, want blue", l)
+	}
+	n.Write(h, "green")
+	if h.Get("X-Env") != "green" || h.Get("Baggage") != "env=green" {
+		t.Fatalf("headers = %v", h)
+	}
+}
+
+// FuzzBaggage checks the parser never panics, that a lane it returns is valid, and that a
+// lane written into any parseable header reads back.
+func FuzzBaggage(f *testing.F) {
+	for _, s := range []string{"swimlane=a", "a=1;p, swimlane=b", "=", ",,", "k=%zz", "swimlane=a%2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		h := http.Header{"Baggage": {header}}
+		if l, _ := Default().FromHeaders(h); l != "" && !Valid(string(l)) {
+			t.Fatalf("invalid lane %q from %q", l, header)
+		}
+		if _, ok := BaggageMember(header, "swimlane"); !ok {
+			return
+		}
+		out, ok := SetBaggageMember(header, "swimlane", "lane-x")
+		if !ok {
+			t.Fatalf("SetBaggageMember rejected a header BaggageMember accepted: %q", header)
+		}
+		if v, ok := BaggageMember(out, "swimlane"); !ok || v != "lane-x" {
+			t.Fatalf("round trip of %q: got %q (%v) from %q", header, v, ok, out)
+		}
+	})
+}

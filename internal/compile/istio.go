@@ -1,0 +1,168 @@
+package compile
+
+import (
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// errorf reports an error at a field of one object (config.Object.Errorf).
+type errorf func(field, format string, args ...any) error
+
+// onlyFields fails for every field set in m that is not in supported. Istio's API is large;
+// a field Swimlane does not implement must be an error, never silently ignored, or users
+// would believe a retry or fault was in force when it was not.
+func (c *compiler) onlyFields(at errorf, path string, m proto.Message, supported ...string) {
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if !slices.Contains(supported, fd.JSONName()) {
+			c.fail(at(path+"."+fd.JSONName(), "not supported yet (see the compatibility table in README.md)"))
+		}
+		return true
+	})
+}
+
+func (c *compiler) destinationRules() {
+	for _, o := range c.set.DestinationRules {
+		dr := o.Spec
+		c.onlyFields(o.Errorf, "spec", dr, "host", "subsets", "exportTo")
+		svc := c.service(dr.GetHost())
+		if svc == nil {
+			c.warn("%s: spec.host: no service %q in the mesh; its subsets are unused", o.Source, dr.GetHost())
+			continue
+		}
+		if len(svc.Subsets) > 0 {
+			c.fail(o.Errorf("spec.host", "service %q already has subsets from another DestinationRule", svc.Name))
+			continue
+		}
+		seen := map[string]bool{}
+		for i, s := range dr.GetSubsets() {
+			path := fmt.Sprintf("spec.subsets[%d]", i)
+			c.onlyFields(o.Errorf, path, s, "name", "labels")
+			if s.GetName() == "" {
+				c.fail(o.Errorf(path, "subset name is required"))
+				continue
+			}
+			if seen[s.GetName()] {
+				c.fail(o.Errorf(path+".name", "duplicate subset %q", s.GetName()))
+				continue
+			}
+			seen[s.GetName()] = true
+			svc.Subsets = append(svc.Subsets, snapshot.Subset{Name: s.GetName(), Labels: s.GetLabels()})
+		}
+	}
+}
+
+func (c *compiler) virtualServices() {
+	for _, o := range c.set.VirtualServices {
+		vs := o.Spec
+		c.onlyFields(o.Errorf, "spec", vs, "hosts", "gateways", "http", "exportTo")
+		for i, g := range vs.GetGateways() {
+			if g != "mesh" {
+				c.fail(o.Errorf(fmt.Sprintf("spec.gateways[%d]", i), "binding to gateway %q is not supported yet; only \"mesh\"", g))
+			}
+		}
+		var routes []*snapshot.HTTPRoute
+		for i, r := range vs.GetHttp() {
+			if rt := c.istioRoute(o.Errorf, fmt.Sprintf("spec.http[%d]", i), r); rt != nil {
+				rt.Name = fmt.Sprintf("VirtualService/%s#%d", o.Name, i)
+				if r.GetName() != "" {
+					rt.Name += "(" + r.GetName() + ")"
+				}
+				routes = append(routes, rt)
+			}
+		}
+		for i, host := range vs.GetHosts() {
+			svc := c.service(host)
+			if svc == nil {
+				c.warn("%s: spec.hosts[%d]: no service %q in the mesh; the rules apply to nothing", o.Source, i, host)
+				continue
+			}
+			if prev, dup := c.routedBy[svc.Name]; dup {
+				c.fail(o.Errorf(fmt.Sprintf("spec.hosts[%d]", i), "host %q is already routed by %s", host, prev))
+				continue
+			}
+			c.routedBy[svc.Name] = o.Source.String()
+			svc.HTTP = routes
+		}
+	}
+}
+
+func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {
+	c.onlyFields(at, path, r, "name", "match", "route")
+	rt := &snapshot.HTTPRoute{}
+	for i, m := range r.GetMatch() {
+		mp := fmt.Sprintf("%s.match[%d]", path, i)
+		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers")
+		var hm snapshot.HTTPMatch
+		hm.URI = c.istioString(at, mp+".uri", m.GetUri())
+		hm.Method = c.istioString(at, mp+".method", m.GetMethod())
+		hm.Authority = c.istioString(at, mp+".authority", m.GetAuthority())
+		for _, name := range sortedKeys(m.GetHeaders()) {
+			if sm := c.istioString(at, mp+".headers."+name, m.GetHeaders()[name]); sm != nil {
+				hm.Headers = append(hm.Headers, snapshot.HeaderMatch{Name: name, Value: *sm})
+			}
+		}
+		rt.Match = append(rt.Match, hm)
+	}
+	if len(r.GetRoute()) == 0 {
+		c.fail(at(path, "route is required (redirect and direct responses are not supported yet)"))
+		return nil
+	}
+	for i, d := range r.GetRoute() {
+		dp := fmt.Sprintf("%s.route[%d]", path, i)
+		c.onlyFields(at, dp, d, "destination", "weight")
+		dst := d.GetDestination()
+		if dst.GetHost() == "" {
+			c.fail(at(dp+".destination.host", "host is required"))
+			continue
+		}
+		c.onlyFields(at, dp+".destination", dst, "host", "subset", "port")
+		out := snapshot.Destination{Host: dst.GetHost(), Subset: dst.GetSubset(), Port: int(dst.GetPort().GetNumber()), Weight: int(d.GetWeight())}
+		if svc := c.service(out.Host); svc != nil {
+			out.Host = svc.Name
+			// Istio's analyzer flags a route to an undefined subset (IST0101); so do we, as an
+			// error, because at run time it would answer every request with 503.
+			if out.Subset != "" && !hasSubset(svc, out.Subset) {
+				c.fail(at(dp+".destination.subset", "subset %q of host %q is not defined by any DestinationRule", out.Subset, out.Host))
+			}
+		} else {
+			c.warn("%s: no service %q in the mesh", dp, out.Host)
+		}
+		rt.Destinations = append(rt.Destinations, out)
+	}
+	return rt
+}
+
+func hasSubset(svc *snapshot.Service, name string) bool {
+	for _, s := range svc.Subsets {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) istioString(at errorf, path string, m *networking.StringMatch) *snapshot.StringMatch {
+	if m == nil {
+		return nil
+	}
+	switch v := m.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return &snapshot.StringMatch{Exact: v.Exact}
+	case *networking.StringMatch_Prefix:
+		return &snapshot.StringMatch{Prefix: v.Prefix}
+	case *networking.StringMatch_Regex:
+		if _, err := snapshot.CompileRegex(v.Regex); err != nil {
+			c.fail(at(path+".regex", "invalid regex: %v", err))
+			return nil
+		}
+		return &snapshot.StringMatch{Regex: v.Regex}
+	}
+	c.fail(at(path, "one of exact, prefix or regex is required"))
+	return nil
+}

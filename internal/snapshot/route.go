@@ -1,0 +1,273 @@
+package snapshot
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync/atomic"
+
+	"swimlane.dev/swimlane/internal/lane"
+)
+
+// HTTPRoute is one rule of a VirtualService or HTTPRoute: if any Match matches (or there is
+// no Match), the request goes to one of Destinations, chosen by weight.
+type HTTPRoute struct {
+	// Name says where the rule came from, for logs and explain ("VirtualService/goods#0").
+	Name         string        `json:"name"`
+	Match        []HTTPMatch   `json:"match,omitempty"`
+	Destinations []Destination `json:"destinations"`
+
+	totalWeight int
+}
+
+// HTTPMatch holds conditions that must all hold (AND).
+type HTTPMatch struct {
+	URI       *StringMatch  `json:"uri,omitempty"`
+	Method    *StringMatch  `json:"method,omitempty"`
+	Authority *StringMatch  `json:"authority,omitempty"`
+	Headers   []HeaderMatch `json:"headers,omitempty"`
+}
+
+// HeaderMatch matches one header by name (case-insensitive).
+type HeaderMatch struct {
+	Name  string      `json:"name"`
+	Value StringMatch `json:"value"`
+}
+
+// StringMatch is exactly one of Exact, Prefix or Regex. Regex must match the whole value, as
+// in Istio and Envoy (RE2 syntax).
+type StringMatch struct {
+	Exact  string `json:"exact,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	Regex  string `json:"regex,omitempty"`
+
+	re *regexp.Regexp
+}
+
+// Destination is one weighted backend of a route.
+type Destination struct {
+	Host string `json:"host"`
+	// Subset pins the destination to a DestinationRule subset; lanes do not override it.
+	Subset string `json:"subset,omitempty"`
+	Port   int    `json:"port,omitempty"`
+	Weight int    `json:"weight,omitempty"`
+}
+
+func (r *HTTPRoute) prepare() error {
+	for i := range r.Match {
+		m := &r.Match[i]
+		for _, sm := range []*StringMatch{m.URI, m.Method, m.Authority} {
+			if err := sm.compile(); err != nil {
+				return err
+			}
+		}
+		for j := range m.Headers {
+			m.Headers[j].Name = http.CanonicalHeaderKey(m.Headers[j].Name)
+			if err := m.Headers[j].Value.compile(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(r.Destinations) == 0 {
+		return fmt.Errorf("no destination")
+	}
+	r.totalWeight = 0
+	for _, d := range r.Destinations {
+		r.totalWeight += d.Weight
+	}
+	return nil
+}
+
+// CompileRegex compiles an Istio/Envoy regex, which must match the whole input.
+func CompileRegex(expr string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + expr + `)$`)
+}
+
+func (m *StringMatch) compile() error {
+	if m == nil || m.Regex == "" {
+		return nil
+	}
+	re, err := CompileRegex(m.Regex)
+	if err != nil {
+		return fmt.Errorf("regex %q: %w", m.Regex, err)
+	}
+	m.re = re
+	return nil
+}
+
+// Matches reports whether v satisfies the match.
+func (m *StringMatch) Matches(v string) bool {
+	switch {
+	case m.Exact != "":
+		return v == m.Exact
+	case m.Prefix != "":
+		return strings.HasPrefix(v, m.Prefix)
+	case m.re != nil:
+		return m.re.MatchString(v)
+	}
+	return true
+}
+
+// Matches reports whether the request satisfies every condition of m.
+func (m *HTTPMatch) Matches(r *http.Request) bool {
+	if m.URI != nil && !m.URI.Matches(r.URL.Path) {
+		return false
+	}
+	if m.Method != nil && !m.Method.Matches(r.Method) {
+		return false
+	}
+	if m.Authority != nil && !m.Authority.Matches(r.Host) {
+		return false
+	}
+	for i := range m.Headers {
+		h := &m.Headers[i]
+		// Go folds repeated headers into several values; Envoy matches them joined by ",".
+		vs := r.Header[h.Name]
+		if len(vs) == 0 {
+			return false
+		}
+		v := vs[0]
+		if len(vs) > 1 {
+			v = strings.Join(vs, ",")
+		}
+		if !h.Value.Matches(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// Matches reports whether the route applies to r: no match conditions, or any one of them.
+func (r *HTTPRoute) Matches(req *http.Request) bool {
+	if len(r.Match) == 0 {
+		return true
+	}
+	for i := range r.Match {
+		if r.Match[i].Matches(req) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses a destination by weight. With no weights set, the first destination takes all,
+// as in Istio where a single destination's weight defaults to 100.
+func (r *HTTPRoute) pick() *Destination {
+	if len(r.Destinations) == 1 || r.totalWeight == 0 {
+		return &r.Destinations[0]
+	}
+	n := rand.IntN(r.totalWeight)
+	for i := range r.Destinations {
+		n -= r.Destinations[i].Weight
+		if n < 0 {
+			return &r.Destinations[i]
+		}
+	}
+	return &r.Destinations[len(r.Destinations)-1]
+}
+
+// EndpointSet is the endpoints of one lane or one subset of a service, with a round-robin
+// cursor. The cursor is the only mutable part of a snapshot, and it is atomic.
+type EndpointSet struct {
+	Lane      lane.Lane
+	Subset    string
+	Endpoints []Endpoint
+	next      atomic.Uint32
+}
+
+// Pick returns the next endpoint in round-robin order. The set must not be empty.
+func (s *EndpointSet) Pick() *Endpoint {
+	n := s.next.Add(1) - 1
+	return &s.Endpoints[int(n)%len(s.Endpoints)]
+}
+
+// Decision is the outcome of routing one request: which service, which endpoints, and how
+// the lane was resolved. Endpoints is nil when nothing can serve the request.
+type Decision struct {
+	Service   *Service
+	Host      string // destination host, set even when Service is nil (unknown host)
+	Route     *HTTPRoute
+	Subset    string
+	Asked     lane.Lane   // the request's lane ("" for none)
+	Served    lane.Lane   // the lane whose endpoints serve it ("" when pinned to a subset)
+	Tried     []lane.Lane // the lanes tried, in order
+	Endpoints *EndpointSet
+	// NoRoute is set when the service has routes and none matched (a 404, as in Envoy).
+	NoRoute bool
+}
+
+// Fallback reports whether the request was served by another lane than it asked for.
+func (d *Decision) Fallback() bool {
+	return d.Asked != "" && d.Served != "" && d.Served != d.Asked
+}
+
+// NoEndpointReason says, for a Decision without endpoints, what was missing.
+func (d *Decision) NoEndpointReason() string {
+	switch {
+	case d.Service == nil:
+		return fmt.Sprintf("no service %q in the mesh", d.Host)
+	case d.Subset != "":
+		return fmt.Sprintf("no endpoint for %s subset %q", d.Service.Name, d.Subset)
+	}
+	tried := make([]string, len(d.Tried))
+	for i, l := range d.Tried {
+		tried[i] = string(l)
+	}
+	asked := string(d.Asked)
+	if asked == "" {
+		asked = "(none)"
+	}
+	return fmt.Sprintf("no endpoint for %s in lane %s (tried %s)", d.Service.Name, asked, strings.Join(tried, " -> "))
+}
+
+// RouteHTTP routes a request addressed to svc. Routes are tried in order, the first match
+// wins; then the chosen destination resolves to endpoints: pinned to its subset if it names
+// one, otherwise by lane with fallback to the baseline (see ARCHITECTURE.md, precedence).
+func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane) Decision {
+	d := Decision{Service: svc, Host: svc.Name, Asked: asked}
+	var dest *Destination
+	for _, r := range svc.HTTP {
+		if r.Matches(req) {
+			d.Route = r
+			dest = r.pick()
+			break
+		}
+	}
+	if d.Route != nil {
+		d.Host = dest.Host
+		d.Service = s.Service(dest.Host)
+		if d.Service == nil {
+			return d
+		}
+		if dest.Subset != "" {
+			d.Subset = dest.Subset
+			if set := d.Service.subsetSets[dest.Subset]; set != nil && len(set.Endpoints) > 0 {
+				d.Endpoints = set
+			}
+			return d
+		}
+	} else if len(svc.HTTP) > 0 {
+		d.NoRoute = true
+		return d
+	}
+	d.Endpoints, d.Served, d.Tried = d.Service.ResolveLane(asked, s.Mesh.Baseline)
+	return d
+}
+
+// ResolveLane returns the endpoints that serve lane asked: the lane's own if it has any, else
+// the baseline's. served is the lane chosen; tried lists the lanes looked at, in order.
+func (svc *Service) ResolveLane(asked, baseline lane.Lane) (set *EndpointSet, served lane.Lane, tried []lane.Lane) {
+	if asked != "" && asked != baseline {
+		tried = append(tried, asked)
+		if set := svc.laneSets[asked]; set != nil {
+			return set, asked, tried
+		}
+	}
+	tried = append(tried, baseline)
+	if set := svc.laneSets[baseline]; set != nil {
+		return set, baseline, tried
+	}
+	return nil, "", tried
+}

@@ -1,0 +1,228 @@
+// Package snapshot is the compiled, immutable view of the mesh that every proxy runs on:
+// services, their endpoints and subsets, and their ordered HTTP and TCP routes.
+//
+// The control plane compiles one Snapshot from config and registry (package compile), encodes
+// it once, and streams it to all proxies; a proxy decodes it, calls Prepare to build its
+// lookup indexes, and swaps it in atomically. A prepared Snapshot is never mutated, so the
+// request path reads it without locks.
+//
+// This package is deliberately free of Istio, Gateway API and Kubernetes types: the sidecar
+// links it, and every package linked there costs memory in every pod.
+package snapshot
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"swimlane.dev/swimlane/internal/lane"
+)
+
+// Snapshot is one version of the whole mesh configuration.
+type Snapshot struct {
+	Version  uint64     `json:"version"`
+	Mesh     Mesh       `json:"mesh"`
+	Services []*Service `json:"services"`
+	Gateways []*Gateway `json:"gateways,omitempty"`
+
+	byHost map[string]*Service
+}
+
+// Mesh holds the mesh-wide lane settings.
+type Mesh struct {
+	// LaneHeader and BaggageKey name the lane on the wire (x-swimlane, swimlane).
+	LaneHeader string `json:"laneHeader"`
+	BaggageKey string `json:"baggageKey"`
+	// LaneLabel is the workload label that says which lane an endpoint serves (swimlane).
+	LaneLabel string `json:"laneLabel"`
+	// Baseline is the lane every other lane falls back to (main).
+	Baseline lane.Lane `json:"baseline"`
+	// Namespace is the namespace short host names are qualified with (default).
+	Namespace string `json:"namespace"`
+}
+
+// LaneNames returns the wire names of the lane.
+func (m Mesh) LaneNames() lane.Names {
+	return lane.Names{Header: m.LaneHeader, BaggageKey: m.BaggageKey}
+}
+
+// Protocol is what an endpoint or port speaks.
+type Protocol string
+
+const (
+	HTTP  Protocol = "http"  // HTTP/1.1
+	HTTP2 Protocol = "http2" // HTTP/2 cleartext (h2c)
+	GRPC  Protocol = "grpc"  // gRPC over h2c
+	TCP   Protocol = "tcp"   // opaque bytes
+)
+
+// IsHTTP2 reports whether the protocol is carried over HTTP/2.
+func (p Protocol) IsHTTP2() bool { return p == HTTP2 || p == GRPC }
+
+// ParseProtocol accepts the protocol names of the mesh file and Istio's port-name prefixes.
+func ParseProtocol(s string) (Protocol, error) {
+	switch strings.ToLower(s) {
+	case "http", "http1", "http/1.1":
+		return HTTP, nil
+	case "http2", "h2c":
+		return HTTP2, nil
+	case "grpc":
+		return GRPC, nil
+	case "tcp":
+		return TCP, nil
+	}
+	return "", fmt.Errorf("unknown protocol %q (want http, http2, grpc or tcp)", s)
+}
+
+// Service is one routable host, like a Kubernetes Service.
+type Service struct {
+	Name string `json:"name"`
+	// Port is the port clients use ("goods-service:50051"); 0 accepts any port.
+	Port      int        `json:"port,omitempty"`
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	Subsets   []Subset   `json:"subsets,omitempty"`
+	// HTTP holds the service's HTTP routes in match order. Empty means the default route: all
+	// traffic to this service, resolved by lane.
+	HTTP []*HTTPRoute `json:"http,omitempty"`
+
+	laneSets   map[lane.Lane]*EndpointSet
+	subsetSets map[string]*EndpointSet
+}
+
+// Endpoint is one reachable instance of a service.
+type Endpoint struct {
+	// Address is host:port to connect to (in local mode, the workload's inbound sidecar).
+	Address  string            `json:"address"`
+	Protocol Protocol          `json:"protocol"`
+	Workload string            `json:"workload"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// Subset is a DestinationRule subset: the endpoints whose labels include Labels.
+type Subset struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+}
+
+// Gateway is an ingress listener. Requests it accepts are routed to the host named by the
+// request's routes; DefaultService takes what no route matches.
+type Gateway struct {
+	Name           string `json:"name"`
+	Port           int    `json:"port"`
+	DefaultService string `json:"defaultService,omitempty"`
+}
+
+// Prepare builds the lookup indexes. It must be called once, before the snapshot is shared.
+func (s *Snapshot) Prepare() error {
+	s.byHost = make(map[string]*Service, len(s.Services))
+	for _, svc := range s.Services {
+		if _, dup := s.byHost[svc.Name]; dup {
+			return fmt.Errorf("snapshot: duplicate service %q", svc.Name)
+		}
+		s.byHost[svc.Name] = svc
+		svc.index(s.Mesh)
+		for _, r := range svc.HTTP {
+			if err := r.prepare(); err != nil {
+				return fmt.Errorf("snapshot: service %s: route %s: %w", svc.Name, r.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Decode parses a snapshot from its JSON encoding and prepares it.
+func Decode(body []byte) (*Snapshot, error) {
+	s := new(Snapshot)
+	if err := json.Unmarshal(body, s); err != nil {
+		return nil, fmt.Errorf("snapshot: decode: %w", err)
+	}
+	if err := s.Prepare(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Service returns the service a request host names, or nil. host may carry a port and may be
+// qualified with the mesh namespace (goods-service, goods-service.default,
+// goods-service.default.svc.cluster.local).
+func (s *Snapshot) Service(host string) *Service {
+	host = stripPort(host)
+	if svc := s.byHost[host]; svc != nil {
+		return svc
+	}
+	name, rest, ok := strings.Cut(host, ".")
+	if !ok {
+		return nil
+	}
+	ns := s.Mesh.Namespace
+	switch rest {
+	case ns, ns + ".svc", ns + ".svc.cluster.local":
+		return s.byHost[name]
+	}
+	return nil
+}
+
+// Gateway returns the gateway named name, or nil.
+func (s *Snapshot) Gateway(name string) *Gateway {
+	for _, g := range s.Gateways {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+func stripPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		return host[:i]
+	}
+	return host
+}
+
+// index groups endpoints by lane and by subset. Endpoints without a lane label belong to the
+// baseline: a service that knows nothing of lanes is the baseline everywhere.
+func (svc *Service) index(m Mesh) {
+	svc.laneSets = make(map[lane.Lane]*EndpointSet)
+	for _, ep := range svc.Endpoints {
+		l := lane.Lane(ep.Labels[m.LaneLabel])
+		if l == "" {
+			l = m.Baseline
+		}
+		set := svc.laneSets[l]
+		if set == nil {
+			set = &EndpointSet{Lane: l}
+			svc.laneSets[l] = set
+		}
+		set.Endpoints = append(set.Endpoints, ep)
+	}
+	svc.subsetSets = make(map[string]*EndpointSet, len(svc.Subsets))
+	for _, sub := range svc.Subsets {
+		set := &EndpointSet{Subset: sub.Name}
+		for _, ep := range svc.Endpoints {
+			if labelsMatch(ep.Labels, sub.Labels) {
+				set.Endpoints = append(set.Endpoints, ep)
+			}
+		}
+		svc.subsetSets[sub.Name] = set
+	}
+}
+
+func labelsMatch(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Lanes returns the lanes this service has endpoints in, sorted.
+func (svc *Service) Lanes() []lane.Lane {
+	out := make([]lane.Lane, 0, len(svc.laneSets))
+	for l := range svc.laneSets {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -29,7 +29,8 @@ type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// node names the proxy (for logs and status), e.g. "sidecar~goods-main".
 	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	// version is the snapshot version the proxy already has; 0 for none.
+	// version is the snapshot version the proxy already has (0 for none), for logs: the
+	// control plane always answers a new stream with its current snapshot.
 	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,0 +1,170 @@
+// Package control is the control plane: it keeps the last good config and the registry's
+// workloads, compiles them into a versioned snapshot whenever either changes, and streams the
+// newest snapshot to every connected proxy.
+//
+//  1. config source (files, later Kubernetes) -> SetConfig: compile; reject whole or adopt
+//  2. registry change                           -> recompile with the last good config
+//  3. publish: encode once, bump version, wake all watchers
+//  4. Watch (gRPC): send current, then the newest after each wake ("latest wins": a slow proxy
+//     skips versions instead of queueing them)
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"swimlane.dev/swimlane/internal/compile"
+	"swimlane.dev/swimlane/internal/config"
+	"swimlane.dev/swimlane/internal/controlapi"
+	"swimlane.dev/swimlane/internal/registry"
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// Published is one snapshot as proxies receive it.
+type Published struct {
+	Version  uint64
+	Body     []byte // JSON encoding of Snapshot
+	Snapshot *snapshot.Snapshot
+}
+
+// Server is the control plane. The zero value is not usable; call New.
+type Server struct {
+	controlapi.UnimplementedSnapshotServiceServer
+
+	reg *registry.Registry
+	log *slog.Logger
+
+	mu        sync.Mutex
+	cfg       *config.Set // last good config; never nil after New
+	current   *Published  // never nil after the first publish
+	changed   chan struct{}
+	version   uint64
+	lastError error // the last rejected config's error, nil once a config is accepted
+}
+
+// New returns a control plane over reg with an empty config, and publishes its first
+// snapshot (no routes, endpoints from reg).
+func New(reg *registry.Registry, log *slog.Logger) (*Server, error) {
+	s := &Server{reg: reg, log: log, cfg: &config.Set{}, changed: make(chan struct{})}
+	if err := s.SetConfig(&config.Set{}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetConfig compiles set with the current workloads. On success it becomes the config and a
+// new snapshot is published; on failure nothing changes and the error (naming file, line,
+// object and field) is returned and kept for status.
+func (s *Server) SetConfig(set *config.Set) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws, _, _ := s.reg.List()
+	res, err := compile.Compile(set, ws)
+	if err != nil {
+		s.lastError = err
+		return fmt.Errorf("config rejected:\n%w", err)
+	}
+	for _, w := range res.Warnings {
+		s.log.Warn("config", "warning", w)
+	}
+	s.cfg = set
+	s.lastError = nil
+	return s.publish(res.Snapshot)
+}
+
+// LastError returns why the newest config was rejected, or nil.
+func (s *Server) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastError
+}
+
+// Run recompiles on every registry change until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	for {
+		_, version, changed := s.reg.List()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		s.mu.Lock()
+		ws, v, _ := s.reg.List()
+		res, err := compile.Compile(s.cfg, ws)
+		if err != nil {
+			// The config compiled before; a registry change alone should not break it.
+			s.log.Error("control: recompile after registry change failed", "registry_version", v, "err", err)
+		} else if err := s.publish(res.Snapshot); err != nil {
+			s.log.Error("control: publish", "err", err)
+		}
+		s.mu.Unlock()
+		_ = version
+	}
+}
+
+// publish must be called with s.mu held.
+func (s *Server) publish(snap *snapshot.Snapshot) error {
+	s.version++
+	snap.Version = s.version
+	body, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("control: encode snapshot: %w", err)
+	}
+	if err := snap.Prepare(); err != nil {
+		return err
+	}
+	s.current = &Published{Version: s.version, Body: body, Snapshot: snap}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.log.Debug("control: published snapshot", "version", s.version, "services", len(snap.Services))
+	return nil
+}
+
+// Current returns the newest snapshot and a channel closed when a newer one is published.
+func (s *Server) Current() (*Published, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current, s.changed
+}
+
+// Watch implements the streaming API: the current snapshot, then each newer one.
+func (s *Server) Watch(req *controlapi.WatchRequest, stream grpc.ServerStreamingServer[controlapi.Snapshot]) error {
+	s.log.Info("control: proxy connected", "node", req.GetNode(), "has_version", req.GetVersion())
+	defer s.log.Info("control: proxy disconnected", "node", req.GetNode())
+	// A new stream always starts with the current snapshot, whatever version the proxy holds:
+	// versions are per control-plane process, and a restarted one counts from 1 again.
+	var sent uint64
+	first := true
+	for {
+		cur, changed := s.Current()
+		if first || cur.Version != sent {
+			first = false
+			if err := stream.Send(&controlapi.Snapshot{Version: cur.Version, Body: cur.Body}); err != nil {
+				return err
+			}
+			sent = cur.Version
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+// Serve runs the gRPC API on lis until ctx ends.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := grpc.NewServer()
+	controlapi.RegisterSnapshotServiceServer(gs, s)
+	go func() {
+		<-ctx.Done()
+		gs.Stop() // Watch streams never end on their own, so GracefulStop would wait forever
+	}()
+	return gs.Serve(lis)
+}

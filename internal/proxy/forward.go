@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// target is where one request goes, carried to the ReverseProxy through the context.
+type target struct {
+	addr     string
+	protocol snapshot.Protocol
+	// what names the upstream in errors: "goods-service/goods-main (127.0.0.1:4711)".
+	what string
+}
+
+type targetKey struct{}
+
+// forwarder sends requests to their chosen endpoint. It builds on httputil.ReverseProxy for
+// hop-by-hop header handling, trailers and streaming, with one transport per wire protocol.
+type forwarder struct {
+	http1 *httputil.ReverseProxy
+	h2c   *httputil.ReverseProxy
+}
+
+func newForwarder(log *slog.Logger) *forwarder {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	h1 := &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		// Compression is the app's business: a proxy that asks for gzip changes the response.
+		DisableCompression: true,
+	}
+	var h2Protocols http.Protocols
+	h2Protocols.SetUnencryptedHTTP2(true)
+	h2 := &http.Transport{
+		DialContext:        dialer.DialContext,
+		Protocols:          &h2Protocols,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+	}
+	mk := func(rt http.RoundTripper) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				t := pr.In.Context().Value(targetKey{}).(*target)
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = t.addr
+				pr.Out.Host = pr.In.Host // keep the authority: the app may route on it
+			},
+			Transport: rt,
+			// -1 flushes every write at once: gRPC streams and server-sent events must not wait.
+			FlushInterval: -1,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				t := r.Context().Value(targetKey{}).(*target)
+				if errors.Is(err, context.Canceled) {
+					return // the caller went away; nobody reads an answer
+				}
+				log.Warn("upstream error", "upstream", t.what, "err", err)
+				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what, err))
+			},
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	return &forwarder{http1: mk(h1), h2c: mk(h2)}
+}
+
+// forward sends r to ep.
+func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {
+	r = r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
+	if t.protocol.IsHTTP2() {
+		f.h2c.ServeHTTP(w, r)
+		return
+	}
+	f.http1.ServeHTTP(w, r)
+}
+
+// isGRPC reports whether r is a gRPC call, which must get its errors as gRPC status.
+func isGRPC(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// writeError answers with status and msg. gRPC callers get a trailers-only response with
+// grpc-status (UNAVAILABLE for 502/503) and grpc-message, because gRPC clients drop the body of
+// a non-200 answer and the user would lose the reason.
+func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if isGRPC(r) {
+		code := "14" // UNAVAILABLE
+		if status == http.StatusNotFound {
+			code = "12" // UNIMPLEMENTED, as Envoy maps 404
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", code)
+		h.Set("Grpc-Message", grpcMessageEncode(msg))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+}
+
+// grpcMessageEncode percent-encodes as the gRPC HTTP/2 spec asks of grpc-message.
+func grpcMessageEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// ServeInbound serves the sidecar's inbound listener on lis until ctx ends, passing traffic to
+// the app at appAddr, which speaks protocol. HTTP traffic has its lane written in both forms
+// first, so the app's OpenTelemetry baggage carries it onward even if the caller sent only
+// x-swimlane.
+func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr string, protocol snapshot.Protocol) error {
+	if protocol == snapshot.TCP {
+		return p.serveInboundTCP(ctx, lis, appAddr)
+	}
+	t := &target{addr: appAddr, protocol: protocol, what: "app (" + appAddr + ")"}
+	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		names := p.Snapshot().Mesh.LaneNames()
+		l, _ := names.FromHeaders(r.Header)
+		names.Write(r.Header, l)
+		p.fwd.forward(w, r, t)
+	}))
+}
+
+func (p *Proxy) serveInboundTCP(ctx context.Context, lis net.Listener, appAddr string) error {
+	go func() {
+		<-ctx.Done()
+		lis.Close()
+	}()
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go func() {
+			up, err := net.DialTimeout("tcp", appAddr, 5*time.Second)
+			if err != nil {
+				p.log.Warn("inbound tcp: app unreachable", "app", appAddr, "err", err)
+				c.Close()
+				return
+			}
+			pipe(c, up)
+		}()
+	}
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// serveHTTP serves handler on lis with HTTP/1.1 and h2c (prior knowledge) until ctx ends, then
+// drains in-flight requests for up to drainTimeout.
+func serveHTTP(ctx context.Context, lis net.Listener, handler http.Handler) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if t, ok := c.(*tunnelConn); ok {
+				return context.WithValue(ctx, tunnelKey{}, t.target)
+			}
+			return ctx
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	err := srv.Serve(lis)
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		<-done
+		return nil
+	}
+	return err
+}
+
+// drainTimeout bounds how long a stopping listener waits for requests in flight.
+const drainTimeout = 5 * time.Second
+
+// tunnelKey carries a CONNECT tunnel's target into the requests served inside it.
+type tunnelKey struct{}
+
+// tunnelConn is the client side of an accepted CONNECT tunnel, with the bytes the HTTP/1
+// server already buffered put back in front.
+type tunnelConn struct {
+	net.Conn
+	r      *bufio.Reader
+	target string
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// connQueue is a net.Listener fed with connections by hand: the tunnels a CONNECT handler
+// accepted, served as ordinary HTTP/1.1 or h2c connections.
+type connQueue struct {
+	ch     chan net.Conn
+	once   sync.Once
+	closed chan struct{}
+	addr   net.Addr
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{}), addr: addr}
+}
+
+func (q *connQueue) push(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.closed:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.closed) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// pipe copies both ways between a and b until both directions end, half-closing each write
+// side as its source reaches EOF so request/response protocols finish cleanly.
+func pipe(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	_ = a.Close()
+	_ = b.Close()
+}
+
+// serviceProtocol is the protocol a service's endpoints speak; "" when it has none.
+func serviceProtocol(svc *snapshot.Service) snapshot.Protocol {
+	if len(svc.Endpoints) == 0 {
+		return ""
+	}
+	return svc.Endpoints[0].Protocol
+}

@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"swimlane.dev/swimlane/internal/lane"
+)
+
+// ServeOutbound serves the sidecar's outbound listener on lis until ctx ends. Apps reach it:
+//   - as their HTTP proxy (HTTP_PROXY): absolute-form requests, routed by the URL's host;
+//   - as their HTTPS proxy (HTTPS_PROXY, which grpc-go honours): CONNECT host:port, then
+//     HTTP/1.1 or h2c inside the tunnel, routed by the CONNECT target, or raw bytes for a TCP
+//     service;
+//   - directly, with the service in the Host header or :authority.
+func (p *Proxy) ServeOutbound(ctx context.Context, lis net.Listener) error {
+	tunnels := newConnQueue(lis.Addr())
+	go func() {
+		<-ctx.Done()
+		tunnels.Close()
+	}()
+	go func() {
+		_ = serveHTTP(ctx, tunnels, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _ := r.Context().Value(tunnelKey{}).(string)
+			p.routeAndForward(w, r, host)
+		}))
+	}()
+	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			p.connect(w, r, tunnels)
+			return
+		}
+		p.routeAndForward(w, r, r.Host)
+	}))
+}
+
+// connect accepts a CONNECT tunnel to a mesh service.
+func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, tunnels *connQueue) {
+	snap := p.Snapshot()
+	svc := snap.Service(r.Host)
+	if svc == nil {
+		writeError(w, r, http.StatusServiceUnavailable, "swimlane: no service "+quote(r.Host)+" in the mesh")
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok { // CONNECT over HTTP/2 carries one stream; apps use HTTP/1.1 for it
+		writeError(w, r, http.StatusMethodNotAllowed, "swimlane: CONNECT is served over HTTP/1.1 only")
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if _, err := conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		conn.Close()
+		return
+	}
+	tc := &tunnelConn{Conn: conn, r: brw.Reader, target: r.Host}
+	if serviceProtocol(svc) == "tcp" {
+		go p.pipeTCP(tc, svc.Name, "")
+		return
+	}
+	if !tunnels.push(tc) {
+		conn.Close()
+	}
+}
+
+// pipeTCP connects client to an endpoint of the named service in lane l (the baseline when
+// l is empty: raw TCP carries no headers) and copies bytes both ways.
+func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
+	snap := p.Snapshot()
+	svc := snap.Service(service)
+	if svc == nil {
+		client.Close()
+		return
+	}
+	set, _, tried := svc.ResolveLane(l, snap.Mesh.Baseline)
+	if set == nil {
+		p.log.Warn("tcp: no endpoint", "service", service, "tried", chain(tried))
+		client.Close()
+		return
+	}
+	ep := set.Pick()
+	up, err := net.DialTimeout("tcp", ep.Address, 5*time.Second)
+	if err != nil {
+		p.log.Warn("tcp: upstream", "service", service, "endpoint", ep.Workload, "err", err)
+		client.Close()
+		return
+	}
+	pipe(client, up)
+}

@@ -1,0 +1,50 @@
+// Package proxy is the data plane: the sidecar's outbound and inbound listeners and the
+// ingress gateway. Every listener reads the same atomically swapped snapshot.
+//
+// The order in which a request is handled (outbound and gateway):
+//
+//  1. lane: read from x-swimlane, else from the baggage member; written back in both forms so
+//     the next hop and the app see it however they forward context
+//  2. service: the destination host (CONNECT target, absolute URL or Host) names a service
+//  3. route: the service's HTTP routes, first match wins, weighted destination
+//  4. endpoints: pinned subset, or the lane's endpoints with fallback to the baseline
+//  5. forward: round-robin endpoint, HTTP/1.1 or h2c by the endpoint's protocol
+//
+// Lane normalisation (1) comes before matching (3) so rules written against baggage (as the
+// seed's Istio YAML is) also match callers that only sent x-swimlane.
+package proxy
+
+import (
+	"log/slog"
+	"sync/atomic"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// Proxy is one proxy instance: a sidecar or a gateway. Its listeners are started with
+// ServeOutbound, ServeInbound and ServeGateway.
+type Proxy struct {
+	// Node names the proxy in logs and to the control plane ("sidecar~goods-main").
+	Node string
+	log  *slog.Logger
+	// snap is the snapshot in force. It must never be nil: New stores an empty one.
+	snap atomic.Pointer[snapshot.Snapshot]
+	fwd  *forwarder
+}
+
+// New returns a proxy with an empty snapshot: until the first one arrives, every request
+// gets a 503 naming the missing service.
+func New(node string, log *slog.Logger) *Proxy {
+	p := &Proxy{Node: node, log: log.With("proxy", node)}
+	empty := &snapshot.Snapshot{Mesh: snapshot.Mesh{LaneHeader: "x-swimlane", BaggageKey: "swimlane", LaneLabel: "swimlane", Baseline: "main", Namespace: "default"}}
+	_ = empty.Prepare()
+	p.snap.Store(empty)
+	p.fwd = newForwarder(p.log)
+	return p
+}
+
+// Snapshot returns the snapshot in force; never nil.
+func (p *Proxy) Snapshot() *snapshot.Snapshot { return p.snap.Load() }
+
+// SetSnapshot swaps in a prepared snapshot. Requests already routed finish on the old one.
+func (p *Proxy) SetSnapshot(s *snapshot.Snapshot) { p.snap.Store(s) }

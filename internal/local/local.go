@@ -1,0 +1,313 @@
+// Package local is local mode (`swimlane up`, `swimlane demo`): one process that runs the
+// control plane, the ingress gateways and one sidecar per workload, and starts each workload
+// as a child process.
+//
+//	mesh file + config files --(watch)--> control plane --(gRPC stream)--> each proxy
+//	child process ready      ----------> registry ----^
+//
+// Proxies get their snapshots over the same gRPC API a standalone `swimlane proxy` uses, on
+// loopback, so local mode exercises the production path.
+//
+// Apps reach other services through their sidecar by the standard proxy variables:
+// HTTP_PROXY and HTTPS_PROXY point at the sidecar's outbound listener (Go's net/http and
+// grpc-go honour them; grpc-go tunnels with CONNECT), NO_PROXY keeps loopback direct.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"swimlane.dev/swimlane/internal/config"
+	"swimlane.dev/swimlane/internal/control"
+	"swimlane.dev/swimlane/internal/proxy"
+	"swimlane.dev/swimlane/internal/registry"
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// Options configure a local mesh. Files is required; the rest have defaults.
+type Options struct {
+	// Files are the mesh file(s) and extra config files or folders. Exactly one Mesh must be
+	// among them.
+	Files []string
+	// ControlAddr is where the control plane's gRPC API listens (default 127.0.0.1:15010;
+	// port 0 picks a free one).
+	ControlAddr string
+	// GatewayAddrs overrides a gateway's listen address by gateway name (e.g. "127.0.0.1:0").
+	GatewayAddrs map[string]string
+	// Self is the swimlane binary, substituted for $SWIMLANE_BIN in commands (default: this
+	// process's executable).
+	Self string
+	// Output receives the workloads' output, each line prefixed "[workload lane] " (default
+	// os.Stdout).
+	Output *os.File
+	Log    *slog.Logger
+}
+
+// Mesh is a running local mesh.
+type Mesh struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *registry.Registry
+	cp       *control.Server
+	cpAddr   string
+	gateways map[string]string // name -> listen address
+	spec     *config.Mesh
+	meshFile string
+
+	wg      sync.WaitGroup
+	outMu   sync.Mutex
+	mu      sync.Mutex
+	running map[string]*workload
+}
+
+// Start loads the files, starts everything and returns once all listeners are bound and
+// every workload has been started (not necessarily ready: see WaitReady). ctx ending stops the
+// mesh; Wait returns when everything has stopped.
+func Start(ctx context.Context, opts Options) (*Mesh, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Output == nil {
+		opts.Output = os.Stdout
+	}
+	if opts.ControlAddr == "" {
+		opts.ControlAddr = "127.0.0.1:15010"
+	}
+	if opts.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("local: find own executable: %w", err)
+		}
+		opts.Self = self
+	}
+	set, err := loadAll(opts.Files)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.Meshes) != 1 {
+		return nil, fmt.Errorf("local: want exactly one Mesh (swimlane.dev/v1alpha1) among %s, found %d", strings.Join(opts.Files, ", "), len(set.Meshes))
+	}
+	m := &Mesh{opts: opts, log: opts.Log, reg: registry.New(), gateways: map[string]string{},
+		spec: set.Meshes[0].Spec, meshFile: set.Meshes[0].File, running: map[string]*workload{}}
+	if err := m.checkWorkloads(set.Meshes[0]); err != nil {
+		return nil, err
+	}
+	// Extra config named by the mesh file is loaded with it, so a bad one fails startup too.
+	if extra := m.extraConfig(); len(extra) > 0 {
+		more, err := config.LoadFiles(extra...)
+		if err != nil {
+			return nil, err
+		}
+		set.Merge(more)
+	}
+
+	m.cp, err = control.New(m.reg, m.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.cp.SetConfig(set); err != nil {
+		return nil, err
+	}
+	cpLis, err := net.Listen("tcp", opts.ControlAddr)
+	if err != nil {
+		return nil, fmt.Errorf("local: control plane listen: %w", err)
+	}
+	m.cpAddr = cpLis.Addr().String()
+	m.goRun(func() { _ = m.cp.Serve(ctx, cpLis) })
+	m.goRun(func() { m.cp.Run(ctx) })
+	m.goRun(func() { m.watchConfig(ctx) })
+
+	if err := m.startGateways(ctx); err != nil {
+		return nil, err
+	}
+	for _, w := range m.spec.Workloads {
+		if err := m.startWorkload(ctx, w); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Mesh) goRun(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// Wait blocks until the mesh has stopped (its context ended and every process exited).
+func (m *Mesh) Wait() { m.wg.Wait() }
+
+// ControlAddr is the control plane's gRPC address.
+func (m *Mesh) ControlAddr() string { return m.cpAddr }
+
+// GatewayAddr returns the address gateway name listens on.
+func (m *Mesh) GatewayAddr(name string) string { return m.gateways[name] }
+
+// Snapshot returns the control plane's current snapshot.
+func (m *Mesh) Snapshot() *snapshot.Snapshot {
+	cur, _ := m.cp.Current()
+	return cur.Snapshot
+}
+
+// Control returns the control plane.
+func (m *Mesh) Control() *control.Server { return m.cp }
+
+// WaitReady blocks until every workload with a command has become ready (registered), or
+// ctx ends.
+func (m *Mesh) WaitReady(ctx context.Context) error {
+	want := 0
+	for _, w := range m.spec.Workloads {
+		want++
+		_ = w
+	}
+	for {
+		ws, _, changed := m.reg.List()
+		if len(ws) >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: %d of %d workloads ready: %w", len(ws), want, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// Summary describes which services run in which lanes, for the ready message.
+func (m *Mesh) Summary() string {
+	snap := m.Snapshot()
+	var b strings.Builder
+	for _, svc := range snap.Services {
+		lanes := svc.Lanes()
+		names := make([]string, len(lanes))
+		for i, l := range lanes {
+			names[i] = string(l)
+		}
+		fmt.Fprintf(&b, "  %-28s lanes: %s\n", svc.Name, strings.Join(names, ", "))
+	}
+	return b.String()
+}
+
+func (m *Mesh) extraConfig() []string {
+	dir := filepath.Dir(m.meshFile)
+	var out []string
+	for _, p := range m.spec.Config {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// configFiles are all files whose edits change the config: the given ones and the extra ones.
+func (m *Mesh) configFiles() []string {
+	return append(append([]string{}, m.opts.Files...), m.extraConfig()...)
+}
+
+func loadAll(files []string) (*config.Set, error) {
+	if len(files) == 0 {
+		return nil, errors.New("local: no file given (-f FILE)")
+	}
+	return config.LoadFiles(files...)
+}
+
+// reload reads every config file again and hands the result to the control plane, which
+// adopts it whole or rejects it whole.
+func (m *Mesh) reload() {
+	set, err := config.LoadFiles(m.opts.Files...)
+	if err == nil {
+		if extra := m.extraConfig(); len(extra) > 0 {
+			var more *config.Set
+			if more, err = config.LoadFiles(extra...); err == nil {
+				set.Merge(more)
+			}
+		}
+	}
+	if err == nil {
+		if len(set.Meshes) != 1 {
+			err = fmt.Errorf("local: want exactly one Mesh, found %d", len(set.Meshes))
+		} else if !sameWorkloads(m.spec, set.Meshes[0].Spec) {
+			m.log.Warn("config: workload or gateway changes in the Mesh file take effect at the next start; routing changes apply now")
+		}
+	}
+	if err == nil {
+		err = m.cp.SetConfig(set)
+	}
+	if err != nil {
+		m.log.Error("config rejected; the last good config keeps serving", "err", err)
+		return
+	}
+	cur, _ := m.cp.Current()
+	m.log.Info("config applied", "version", cur.Version)
+}
+
+func sameWorkloads(a, b *config.Mesh) bool {
+	return fmt.Sprint(a.Workloads, a.Gateways) == fmt.Sprint(b.Workloads, b.Gateways)
+}
+
+func (m *Mesh) startGateways(ctx context.Context) error {
+	for _, g := range m.spec.Gateways {
+		addr := g.Address
+		if addr == "" {
+			addr = "127.0.0.1"
+		}
+		addr = net.JoinHostPort(addr, strconv.Itoa(g.Port))
+		if o, ok := m.opts.GatewayAddrs[g.Name]; ok {
+			addr = o
+		}
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("local: gateway %s: %w", g.Name, err)
+		}
+		m.gateways[g.Name] = lis.Addr().String()
+		p := proxy.New("gateway~"+g.Name, m.log)
+		m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
+		m.goRun(func() { _ = p.ServeGateway(ctx, lis, g.Name) })
+	}
+	return nil
+}
+
+// Lanes returns the lane of each workload, sorted by workload name.
+func (m *Mesh) lanes() []string {
+	var out []string
+	for _, w := range m.spec.Workloads {
+		out = append(out, w.Name+"="+w.Labels[m.laneLabel()])
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (m *Mesh) laneLabel() string {
+	if m.spec.LaneLabel != "" {
+		return m.spec.LaneLabel
+	}
+	return "swimlane"
+}
+
+func freeListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// readinessPoll is how often a starting workload's port is probed.
+const readinessPoll = 20 * time.Millisecond
+
+// GatewayNames lists the gateways, sorted.
+func (m *Mesh) GatewayNames() []string {
+	names := make([]string, 0, len(m.gateways))
+	for n := range m.gateways {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,249 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"swimlane.dev/swimlane/internal/config"
+	"swimlane.dev/swimlane/internal/lane"
+	"swimlane.dev/swimlane/internal/proxy"
+	"swimlane.dev/swimlane/internal/registry"
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// stopGrace is how long a workload gets between SIGTERM and SIGKILL.
+const stopGrace = 5 * time.Second
+
+type workload struct {
+	spec     config.MeshWorkload
+	protocol snapshot.Protocol
+	cmd      *exec.Cmd
+}
+
+// checkWorkloads validates the workloads section before anything starts, so a bad file fails
+// startup with file, line and field and nothing half-started.
+func (m *Mesh) checkWorkloads(obj *config.Object[*config.Mesh]) error {
+	var errs []string
+	seen := map[string]bool{}
+	for i, w := range obj.Spec.Workloads {
+		field := fmt.Sprintf("spec.workloads[%d]", i)
+		fail := func(f, format string, args ...any) {
+			errs = append(errs, obj.Errorf(field+f, format, args...).Error())
+		}
+		if w.Name == "" {
+			fail("", "name is required")
+		} else if seen[w.Name] {
+			fail(".name", "duplicate workload %q", w.Name)
+		}
+		seen[w.Name] = true
+		if (len(w.Command) == 0) == (w.Address == "") {
+			fail("", "exactly one of command (a process to start) or address (one already running) is required")
+		}
+		if w.Address != "" {
+			if _, _, err := net.SplitHostPort(w.Address); err != nil {
+				fail(".address", "%v", err)
+			}
+		}
+		if w.Protocol != "" {
+			if _, err := snapshot.ParseProtocol(w.Protocol); err != nil {
+				fail(".protocol", "%v", err)
+			}
+		}
+		if l, ok := w.Labels[m.laneLabel()]; ok && !lane.Valid(l) {
+			fail(".labels."+m.laneLabel(), "%q is not a lane name ([A-Za-z0-9._-]{1,63})", l)
+		}
+		for _, arg := range append(append([]string{}, w.Command...), envValues(w.Env)...) {
+			if bad := unknownVars(arg); bad != "" {
+				fail("", "unknown variable $%s (known: $PORT, $LANE, $WORKLOAD, $SWIMLANE_BIN)", bad)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("local: %s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+func envValues(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, v := range env {
+		out = append(out, v)
+	}
+	return out
+}
+
+var knownVars = map[string]bool{"PORT": true, "LANE": true, "WORKLOAD": true, "SWIMLANE_BIN": true}
+
+func unknownVars(s string) string {
+	bad := ""
+	os.Expand(s, func(name string) string {
+		if !knownVars[name] && bad == "" {
+			bad = name
+		}
+		return ""
+	})
+	return bad
+}
+
+// startWorkload starts one workload behind its own sidecar:
+//
+//	other proxies -> inbound listener -> app on $PORT
+//	app -> HTTP(S)_PROXY = outbound listener -> other workloads' inbound listeners
+//
+// The workload joins the registry once its port accepts connections and leaves it when the
+// process exits.
+func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) error {
+	protocol := snapshot.HTTP
+	if spec.Protocol != "" {
+		protocol, _ = snapshot.ParseProtocol(spec.Protocol)
+	}
+	if spec.Address != "" {
+		m.reg.Upsert(registry.Workload{Name: spec.Name, Address: spec.Address, Protocol: protocol, Labels: spec.Labels})
+		return nil
+	}
+	laneName := spec.Labels[m.laneLabel()]
+	appLis, err := freeListener()
+	if err != nil {
+		return err
+	}
+	appAddr := appLis.Addr().String()
+	appPort := appLis.Addr().(*net.TCPAddr).Port
+	appLis.Close() // the app binds it; the short window where another process could take it is accepted in local mode
+	inLis, err := freeListener()
+	if err != nil {
+		return err
+	}
+	outLis, err := freeListener()
+	if err != nil {
+		return err
+	}
+
+	p := proxy.New("sidecar~"+spec.Name, m.log)
+	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
+	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })
+	m.goRun(func() { _ = p.ServeOutbound(ctx, outLis) })
+
+	vars := map[string]string{"PORT": strconv.Itoa(appPort), "LANE": laneName, "WORKLOAD": spec.Name, "SWIMLANE_BIN": m.opts.Self}
+	expand := func(s string) string { return os.Expand(s, func(k string) string { return vars[k] }) }
+	args := make([]string, len(spec.Command))
+	for i, a := range spec.Command {
+		args[i] = expand(a)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	proxyURL := "http://" + outLis.Addr().String()
+	cmd.Env = append(os.Environ(),
+		"PORT="+strconv.Itoa(appPort),
+		"HTTP_PROXY="+proxyURL, "HTTPS_PROXY="+proxyURL, "http_proxy="+proxyURL, "https_proxy="+proxyURL,
+		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
+	)
+	for k, v := range spec.Env {
+		cmd.Env = append(cmd.Env, k+"="+expand(v))
+	}
+	// Own process group, so stopping reaches the workload's children too; Pdeathsig so a
+	// killed swimlane does not leave workloads behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	prefix := fmt.Sprintf("[%s %s] ", spec.Name, laneName)
+	if laneName == "" {
+		prefix = fmt.Sprintf("[%s] ", spec.Name)
+	}
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("local: workload %s: start %q: %w", spec.Name, args[0], err)
+	}
+	w := &workload{spec: spec, protocol: protocol, cmd: cmd}
+	m.mu.Lock()
+	m.running[spec.Name] = w
+	m.mu.Unlock()
+	m.log.Info("workload started", "workload", spec.Name, "lane", laneName, "pid", cmd.Process.Pid, "app", appAddr, "inbound", inLis.Addr().String(), "outbound", outLis.Addr().String())
+
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	go m.prefixLines(&outputs, prefix, stdout)
+	go m.prefixLines(&outputs, prefix, stderr)
+
+	exited := make(chan struct{})
+	m.goRun(func() {
+		outputs.Wait()
+		err := cmd.Wait()
+		close(exited)
+		if m.reg.Remove(spec.Name) || ctx.Err() == nil {
+			if ctx.Err() == nil {
+				m.log.Warn("workload exited; its endpoints left the registry", "workload", spec.Name, "lane", laneName, "status", exitStatus(err))
+			}
+		}
+	})
+	m.goRun(func() { m.awaitReady(ctx, exited, spec, appAddr, inLis.Addr().String(), protocol) })
+	m.goRun(func() {
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			stop(cmd, exited)
+		}
+	})
+	return nil
+}
+
+// awaitReady registers the workload once its app port accepts connections.
+func (m *Mesh) awaitReady(ctx context.Context, exited <-chan struct{}, spec config.MeshWorkload, appAddr, inbound string, protocol snapshot.Protocol) {
+	tick := time.NewTicker(readinessPoll)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", appAddr, time.Second)
+		if err == nil {
+			c.Close()
+			m.reg.Upsert(registry.Workload{Name: spec.Name, Address: inbound, Protocol: protocol, Labels: spec.Labels})
+			m.log.Info("workload ready", "workload", spec.Name, "lane", spec.Labels[m.laneLabel()])
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-exited:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends SIGTERM to the workload's process group, then SIGKILL after stopGrace.
+func stop(cmd *exec.Cmd, exited <-chan struct{}) {
+	pgid := -cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(stopGrace):
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// prefixLines copies r to the mesh output line by line with prefix, so the interleaved output
+// of many workloads stays readable.
+func (m *Mesh) prefixLines(wg *sync.WaitGroup, prefix string, r io.Reader) {
+	defer wg.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		m.outMu.Lock()
+		fmt.Fprintf(m.opts.Output, "%s%s\n", prefix, sc.Bytes())
+		m.outMu.Unlock()
+	}
+}

@@ -139,8 +139,8 @@ func TestStartupRejectsBadConfig(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name: "unknown field in the mesh file",
-			give: "apiVersion: swimlane.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec:\n  workloads:\n  - name: a\n    comand: [sleep, '100']\n",
+			name:    "unknown field in the mesh file",
+			give:    "apiVersion: swimlane.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec:\n  workloads:\n  - name: a\n    comand: [sleep, '100']\n",
 			wantErr: `mesh.yaml:7: Mesh/m: spec.workloads[0].comand: unknown field`,
 		},
 		{

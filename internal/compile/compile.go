@@ -25,15 +25,15 @@ const (
 	DefaultNamespace = "default"
 )
 
-// Result is a compiled snapshot and the warnings about config that is valid but suspicious
+// Compiled is a compiled snapshot and the warnings about config that is valid but suspicious
 // (a route to a host the mesh does not know, for example).
-type Result struct {
+type Compiled struct {
 	Snapshot *snapshot.Snapshot
 	Warnings []string
 }
 
 // Compile builds an unversioned, unprepared snapshot from set and workloads.
-func Compile(set *config.Set, workloads []registry.Workload) (*Result, error) {
+func Compile(set *config.Set, workloads []registry.Workload) (*Compiled, error) {
 	c := &compiler{set: set, services: map[string]*snapshot.Service{}, routedBy: map[string]string{}}
 	c.mesh()
 	c.servicesFromMesh()
@@ -50,7 +50,7 @@ func Compile(set *config.Set, workloads []registry.Workload) (*Result, error) {
 	for _, name := range sortedKeys(c.services) {
 		snap.Services = append(snap.Services, c.services[name])
 	}
-	return &Result{Snapshot: snap, Warnings: c.warnings}, nil
+	return &Compiled{Snapshot: snap, Warnings: c.warnings}, nil
 }
 
 type compiler struct {
@@ -157,6 +157,7 @@ func (c *compiler) endpoints(workloads []registry.Workload) {
 		if len(sel) == 0 {
 			continue
 		}
+		svc.Lane = lane.Lane(sel[c.meshCfg.LaneLabel])
 		for _, w := range workloads {
 			if matches(w.Labels, sel) {
 				svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{

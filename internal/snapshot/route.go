@@ -210,6 +210,8 @@ func (d *Decision) NoEndpointReason() string {
 		return fmt.Sprintf("no service %q in the mesh", d.Host)
 	case d.Subset != "":
 		return fmt.Sprintf("no endpoint for %s subset %q", d.Service.Name, d.Subset)
+	case d.Service.Lane != "":
+		return fmt.Sprintf("no endpoint for %s (pinned to lane %s by its selector)", d.Service.Name, d.Service.Lane)
 	}
 	tried := make([]string, len(d.Tried))
 	for i, l := range d.Tried {
@@ -258,7 +260,11 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane) D
 
 // ResolveLane returns the endpoints that serve lane asked: the lane's own if it has any, else
 // the baseline's. served is the lane chosen; tried lists the lanes looked at, in order.
+// A service pinned to a lane (Service.Lane) always resolves to its own endpoints.
 func (svc *Service) ResolveLane(asked, baseline lane.Lane) (set *EndpointSet, served lane.Lane, tried []lane.Lane) {
+	if svc.Lane != "" {
+		return svc.laneSets[svc.Lane], svc.Lane, nil
+	}
 	if asked != "" && asked != baseline {
 		tried = append(tried, asked)
 		if set := svc.laneSets[asked]; set != nil {

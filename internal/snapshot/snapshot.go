@@ -79,7 +79,11 @@ func ParseProtocol(s string) (Protocol, error) {
 type Service struct {
 	Name string `json:"name"`
 	// Port is the port clients use ("goods-service:50051"); 0 accepts any port.
-	Port      int        `json:"port,omitempty"`
+	Port int `json:"port,omitempty"`
+	// Lane, when set, pins the service to one lane: its selector names the lane, so all its
+	// endpoints serve whatever lane a request carries, as an explicit subset would (the seed's
+	// Gateway API routing has one such Service per lane).
+	Lane      lane.Lane  `json:"lane,omitempty"`
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	Subsets   []Subset   `json:"subsets,omitempty"`
 	// HTTP holds the service's HTTP routes in match order. Empty means the default route: all

@@ -65,6 +65,9 @@ func TestDemo(t *testing.T) {
 				t.Errorf("ready message lacks the services or the curl lines:\n%s", out)
 			}
 			checkSeedCases(t, url)
+			if out := p.out.String(); !strings.Contains(out, "[goods-dev-feature1 dev-feature1] ") || !strings.Contains(out, "[gateway] ") {
+				t.Errorf("workload output is not prefixed with workload and lane:\n%s", out)
+			}
 
 			pids := p.workloadPIDs()
 			if len(pids) != 6 {

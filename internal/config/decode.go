@@ -60,8 +60,7 @@ func (w *jsonWriter) fail(n *yaml.Node, path, format string, args ...any) {
 func (w *jsonWriter) value(n *yaml.Node, at int) {
 	path, key := w.lines[at].path, w.lines[at].key
 	if w.budget--; w.budget < 0 {
-		w.fail(key, path, "too large after expanding aliases")
-		return
+		w.fail(w.lines[0].key, w.lines[0].path, "too large after expanding aliases")
 	}
 	if w.err != nil {
 		return

@@ -1,0 +1,104 @@
+// Package proxycmd is the command line of a standalone proxy, shared by `swimlane proxy` and
+// the lean `swimlane-proxy` binary. It links only the data plane.
+package proxycmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+
+	"swimlane.dev/swimlane/internal/proxy"
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// Run parses args and runs the proxy until ctx ends. name is the command as the user typed
+// it, for --help.
+func Run(ctx context.Context, name string, args []string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s --control ADDR [--outbound ADDR] [--inbound ADDR --app ADDR] [--gateway NAME --listen ADDR]\n\nRuns one proxy: a sidecar (outbound and/or inbound listener) or an ingress gateway.\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	controlAddr := fs.String("control", "127.0.0.1:15010", "control plane gRPC address")
+	node := fs.String("node", "", "this proxy's name, for logs and the control plane (default: derived from the role)")
+	outbound := fs.String("outbound", "", "sidecar: outbound listener, e.g. 127.0.0.1:15001 (point the app's HTTP_PROXY and HTTPS_PROXY here)")
+	inbound := fs.String("inbound", "", "sidecar: inbound listener, e.g. 127.0.0.1:15006 (needs --app)")
+	app := fs.String("app", "", "sidecar: the app's address behind the inbound listener, e.g. 127.0.0.1:8080")
+	protocol := fs.String("protocol", "http", "sidecar: the app's protocol: http, http2, grpc or tcp")
+	gateway := fs.String("gateway", "", "gateway: the gateway's name in the mesh config (needs --listen)")
+	listen := fs.String("listen", "", "gateway: listen address, e.g. 127.0.0.1:8080")
+	verbose := fs.Bool("v", false, "log every request and snapshot (debug level)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *outbound == "" && *inbound == "" && *gateway == "" {
+		fs.Usage()
+		return errors.New("proxy: give --outbound, --inbound or --gateway")
+	}
+	if (*inbound == "") != (*app == "") || (*gateway == "") != (*listen == "") {
+		return errors.New("proxy: --inbound goes with --app, --gateway with --listen")
+	}
+	proto, err := snapshot.ParseProtocol(*protocol)
+	if err != nil {
+		return err
+	}
+	id := *node
+	if id == "" {
+		id = "sidecar~" + *app
+		if *gateway != "" {
+			id = "gateway~" + *gateway
+		}
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	p := proxy.New(id, log)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	serve := func(addr string, run func(net.Listener) error) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			errs <- err
+			return
+		}
+		log.Info("proxy listening", "addr", lis.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(lis); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = p.Subscribe(ctx, *controlAddr, nil)
+	}()
+	if *outbound != "" {
+		serve(*outbound, func(l net.Listener) error { return p.ServeOutbound(ctx, l) })
+	}
+	if *inbound != "" {
+		serve(*inbound, func(l net.Listener) error { return p.ServeInbound(ctx, l, *app, proto) })
+	}
+	if *gateway != "" {
+		serve(*listen, func(l net.Listener) error { return p.ServeGateway(ctx, l, *gateway) })
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+		cancel()
+	}
+	wg.Wait()
+	return err
+}

@@ -19,7 +19,7 @@ import (
 
 // LoadFiles reads every path, a file or a folder (its *.yaml and *.yml files in name order,
 // not recursive; hidden files, such as editors' lock files, are skipped), and returns all
-// their objects in order.
+// their objects in order. A file reached twice (a folder and a file in it) is read once.
 //
 // It is all or nothing: on any problem it returns nil and an errors.Join of every problem of
 // every file, each an *Error, except I/O errors, which are returned as the os package reports
@@ -27,6 +27,7 @@ import (
 func LoadFiles(paths ...string) (*Set, error) {
 	set := &Set{}
 	var errs []error
+	read := map[string]bool{}
 	for _, p := range paths {
 		files, err := yamlFiles(p)
 		if err != nil {
@@ -34,6 +35,10 @@ func LoadFiles(paths ...string) (*Set, error) {
 			continue
 		}
 		for _, f := range files {
+			if read[filepath.Clean(f)] {
+				continue
+			}
+			read[filepath.Clean(f)] = true
 			data, err := os.ReadFile(f)
 			if err != nil {
 				errs = append(errs, err)
@@ -198,7 +203,7 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 	d.src.Kind = kind
 	// Read leniently first so that even a rejected kind names its object.
 	if _, meta := lookup(root, "metadata"); meta != nil {
-		if _, name := lookup(meta, "name"); name != nil && deref(name).Kind == yaml.ScalarNode {
+		if _, name := lookup(meta, "name"); deref(name) != nil && deref(name).Kind == yaml.ScalarNode {
 			d.src.Name = deref(name).Value
 		}
 	}
@@ -241,7 +246,7 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 		d.src.Name, d.src.Namespace = m.Name, m.Namespace
 	}
 
-	if spec != nil && deref(spec).ShortTag() == "!!null" {
+	if n := deref(spec); n == nil || n.ShortTag() == "!!null" {
 		spec = nil // "spec:" with nothing is no spec
 	}
 	switch kind {
@@ -282,13 +287,13 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 // str returns the string at key of root and its line, reporting it if absent or not a string.
 func (d *doc) str(root *yaml.Node, key string) (string, int) {
 	k, v := lookup(root, key)
-	switch {
+	switch v = deref(v); {
 	case k == nil:
 		d.fail(d.src.Line, key, "required")
-	case deref(v).Kind != yaml.ScalarNode || deref(v).Value == "":
+	case v == nil || v.Kind != yaml.ScalarNode || v.Value == "":
 		d.fail(k.Line, key, "must be a non-empty string")
 	default:
-		return deref(v).Value, k.Line
+		return v.Value, k.Line
 	}
 	return "", 0
 }

@@ -561,6 +561,11 @@ func TestLoadFilesFolders(t *testing.T) {
 			},
 		},
 		{
+			name: "a file reached twice is read once",
+			give: []string{filepath.Join(dir, "b.yaml"), dir + "/"},
+			want: []string{filepath.Join(dir, "b.yaml") + ":1: Service/b", filepath.Join(dir, "a.yml") + ":1: Service/a"},
+		},
+		{
 			name: "errors of all files, nothing loaded",
 			give: []string{dir, bad},
 			wantErr: filepath.Join(bad, "1.yaml") + ":5: Service/x: oops: unknown field\n" +

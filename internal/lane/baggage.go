@@ -159,3 +159,20 @@ func unhex(c byte) int {
 	}
 	return -1
 }
+
+// RemoveBaggageMember returns header without any member named key. ok is false when header
+// is malformed.
+func RemoveBaggageMember(header, key string) (string, bool) {
+	members := strings.Split(header, ",")
+	kept := members[:0]
+	for _, member := range members {
+		k, _, valid := parseMember(member)
+		if !valid {
+			return "", false
+		}
+		if k != "" && k != key {
+			kept = append(kept, strings.TrimSpace(member))
+		}
+	}
+	return strings.Join(kept, ","), true
+}

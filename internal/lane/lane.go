@@ -96,3 +96,26 @@ func (n Names) Write(h http.Header, l Lane) {
 	}
 	h.Set("Baggage", updated)
 }
+
+// Strip removes every form of the lane from h: the lane header and the baggage member (other
+// baggage members stay). Gateways use it on requests from outside the mesh when incoming
+// lanes are not trusted, so no form can smuggle a lane in.
+func (n Names) Strip(h http.Header) {
+	h.Del(n.Header)
+	values := h.Values("Baggage")
+	if len(values) == 0 {
+		return
+	}
+	kept, ok := RemoveBaggageMember(strings.Join(values, ","), n.BaggageKey)
+	if !ok {
+		// Malformed baggage cannot be edited member by member; drop it whole rather than let
+		// a lane through.
+		h.Del("Baggage")
+		return
+	}
+	if kept == "" {
+		h.Del("Baggage")
+		return
+	}
+	h.Set("Baggage", kept)
+}

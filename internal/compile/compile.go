@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"swimlane.dev/swimlane/internal/config"
 	"swimlane.dev/swimlane/internal/lane"
@@ -30,11 +31,15 @@ const (
 type Compiled struct {
 	Snapshot *snapshot.Snapshot
 	Warnings []string
+	// NextExpiry is when the next declared lane expires (zero for none): the snapshot must be
+	// compiled again then.
+	NextExpiry time.Time
 }
 
-// Compile builds an unversioned, unprepared snapshot from set and workloads.
-func Compile(set *config.Set, workloads []registry.Workload) (*Compiled, error) {
-	c := &compiler{set: set, services: map[string]*snapshot.Service{}, routedBy: map[string]string{}}
+// Compile builds an unversioned, unprepared snapshot from set and workloads as of now (which
+// decides which lanes have expired).
+func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Compiled, error) {
+	c := &compiler{set: set, now: now, services: map[string]*snapshot.Service{}, routedBy: map[string]string{}}
 	c.mesh()
 	c.servicesFromMesh()
 	c.servicesFromKubernetes()
@@ -43,18 +48,21 @@ func Compile(set *config.Set, workloads []registry.Workload) (*Compiled, error) 
 	c.virtualServices()
 	c.httpRoutes()
 	c.gateways()
+	c.lanes()
+	c.laneEntries()
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
 	}
-	snap := &snapshot.Snapshot{Mesh: c.meshCfg, Gateways: c.gws}
+	snap := &snapshot.Snapshot{Mesh: c.meshCfg, Gateways: c.gws, Lanes: c.laneInfos, LaneEntries: c.entries}
 	for _, name := range sortedKeys(c.services) {
 		snap.Services = append(snap.Services, c.services[name])
 	}
-	return &Compiled{Snapshot: snap, Warnings: c.warnings}, nil
+	return &Compiled{Snapshot: snap, Warnings: c.warnings, NextExpiry: c.nextExpiry}, nil
 }
 
 type compiler struct {
 	set      *config.Set
+	now      time.Time
 	meshCfg  snapshot.Mesh
 	services map[string]*snapshot.Service
 	// selectors holds each service's label selector, for matching workloads.
@@ -63,7 +71,11 @@ type compiler struct {
 	// is ambiguous, and Istio's answer (the older wins) depends on creation time we lack.
 	routedBy map[string]string
 	gws      []*snapshot.Gateway
-	errs     []error
+	// laneInfos and entries are the compiled Lane and LaneEntry objects.
+	laneInfos  []*snapshot.LaneInfo
+	entries    []*snapshot.LaneEntry
+	nextExpiry time.Time
+	errs       []error
 	warnings []string
 }
 
@@ -161,7 +173,7 @@ func (c *compiler) endpoints(workloads []registry.Workload) {
 		for _, w := range workloads {
 			if matches(w.Labels, sel) {
 				svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{
-					Address: w.Address, Protocol: w.Protocol, Workload: w.Name, Labels: w.Labels,
+					Address: w.Address, Protocol: w.Protocol, Workload: w.Name, Labels: w.Labels, Health: w.Health,
 				})
 			}
 		}

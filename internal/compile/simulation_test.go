@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"swimlane.dev/swimlane/internal/config"
 	"swimlane.dev/swimlane/internal/lane"
@@ -45,18 +46,18 @@ func simulate(t *testing.T, snap *snapshot.Snapshot, c Call) Result {
 	if svc == nil {
 		return Result{Status: 503}
 	}
-	d := snap.RouteHTTP(svc, req, asked)
+	d := snap.RouteHTTP(svc, req, asked, nil)
 	switch {
 	case d.NoRoute:
 		return Result{Status: 404}
-	case d.Endpoints == nil:
+	case d.Endpoint == nil:
 		name := ""
 		if d.Service != nil {
 			name = d.Service.Name
 		}
 		return Result{Service: name, Status: 503}
 	}
-	return Result{Service: d.Service.Name, Lane: d.Served, Endpoint: d.Endpoints.Pick().Workload}
+	return Result{Service: d.Service.Name, Lane: d.Served, Endpoint: d.Endpoint.Workload}
 }
 
 func orDefault(s, d string) string {
@@ -73,7 +74,7 @@ func build(t *testing.T, yamlText string, workloads ...registry.Workload) *snaps
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Compile(set, workloads)
+	res, err := Compile(set, workloads, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +139,11 @@ func TestAutomaticLaneFallback(t *testing.T) {
 func TestNoEndpointAnywhere(t *testing.T) {
 	snap := build(t, demoServices, wl("goods-f1", "app", "goods", "swimlane", "dev-feature1"))
 	req, _ := http.NewRequest("GET", "http://goods-service/", nil)
-	d := snap.RouteHTTP(snap.Service("goods-service"), req, "dev-feature2")
-	if d.Endpoints != nil {
-		t.Fatalf("routed to %v, want no endpoint", d.Endpoints.Lane)
+	d := snap.RouteHTTP(snap.Service("goods-service"), req, "dev-feature2", nil)
+	if d.Endpoint != nil {
+		t.Fatalf("routed to %v, want no endpoint", d.Endpoint.Workload)
 	}
-	want := "no endpoint for goods-service in lane dev-feature2 (tried dev-feature2 -> main)"
+	want := "no healthy endpoint for goods-service in lane dev-feature2 (tried dev-feature2 -> main)"
 	if got := d.NoEndpointReason(); got != want {
 		t.Errorf("reason = %q, want %q", got, want)
 	}
@@ -348,7 +349,7 @@ func TestCompileErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Compile(set, demoWorkloads)
+			_, err = Compile(set, demoWorkloads, time.Now())
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("err = %v\nwant it to contain %q", err, tt.wantErr)
 			}
@@ -401,3 +402,5 @@ spec: {selector: {app: goods, swimlane: dev-feature1}, ports: [{port: 50051}]}
 		})
 	}
 }
+
+func laneOf(s string) lane.Lane { return lane.Lane(s) }

@@ -96,6 +96,8 @@ func (s *Set) Merge(o *Set) {
 	s.DestinationRules = append(s.DestinationRules, o.DestinationRules...)
 	s.HTTPRoutes = append(s.HTTPRoutes, o.HTTPRoutes...)
 	s.Services = append(s.Services, o.Services...)
+	s.Lanes = append(s.Lanes, o.Lanes...)
+	s.LaneEntries = append(s.LaneEntries, o.LaneEntries...)
 }
 
 // Parse reads the YAML documents of one file's data (file names it in errors; empty documents
@@ -280,6 +282,18 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 			d.decodeStrict(specKey, spec, "spec", s)
 		}
 		set.Meshes = append(set.Meshes, &Object[*Mesh]{d.src, s, root})
+	case "Lane":
+		s := &Lane{}
+		if spec != nil {
+			d.decodeStrict(specKey, spec, "spec", s)
+		}
+		set.Lanes = append(set.Lanes, &Object[*Lane]{d.src, s, root})
+	case "LaneEntry":
+		s := &LaneEntry{}
+		if spec != nil {
+			d.decodeStrict(specKey, spec, "spec", s)
+		}
+		set.LaneEntries = append(set.LaneEntries, &Object[*LaneEntry]{d.src, s, root})
 	}
 	return d.errs // a Set with errors is dropped whole by Parse
 }
@@ -317,8 +331,13 @@ func notRead(apiVersion, kind string) string {
 			return ""
 		}
 		return "gateway.networking.k8s.io " + kind + " is not supported yet"
-	case apiVersion == "v1" && kind == "Service", apiVersion == "swimlane.dev/v1alpha1" && kind == "Mesh":
+	case apiVersion == "v1" && kind == "Service":
 		return ""
+	case apiVersion == "swimlane.dev/v1alpha1":
+		if kind == "Mesh" || kind == "Lane" || kind == "LaneEntry" {
+			return ""
+		}
+		return "unknown kind " + apiVersion + " " + kind + " (Swimlane's kinds: Mesh, Lane, LaneEntry)"
 	case group == "apps" || group == "batch" || apiVersion == "v1" && (kind == "Pod" || kind == "ReplicationController"):
 		return "kind " + kind + " is not read in local mode: declare workloads in the Mesh file"
 	}

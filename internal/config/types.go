@@ -13,6 +13,8 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"swimlane.dev/swimlane/internal/snapshot"
 )
 
 // Source is where an object was read from.
@@ -77,6 +79,38 @@ type Set struct {
 	DestinationRules []*Object[*networking.DestinationRule]
 	HTTPRoutes       []*Object[*gatewayv1.HTTPRouteSpec]
 	Services         []*Object[*corev1.ServiceSpec]
+	Lanes            []*Object[*Lane]
+	LaneEntries      []*Object[*LaneEntry]
+}
+
+// Lane (swimlane.dev/v1alpha1) declares a lane; metadata.name is the lane. Lanes that are
+// not declared but appear in workload labels work with the default chain: lane -> baseline.
+type Lane struct {
+	// Fallback lists the lanes to try, in order, after this one; the baseline is always the
+	// last resort and may be omitted (dev-feature2 with [dev-feature1] resolves
+	// dev-feature2 -> dev-feature1 -> main).
+	Fallback []string `json:"fallback,omitempty"`
+	// Mode is "fallback" (default) or "strict": no fallback at all, a 503 naming the
+	// missing service and lane instead.
+	Mode        string `json:"mode,omitempty"`
+	Owner       string `json:"owner,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Expires is an RFC 3339 time after which the lane stops routing: its requests are
+	// served as if they had no lane, and it is reported expired.
+	Expires string `json:"expires,omitempty"`
+}
+
+// LaneEntry (swimlane.dev/v1alpha1) is a gateway's lane policy: whether a lane sent from
+// outside is trusted, stripped, or accepted from an allow-list, and rules that assign a lane
+// to requests that have none. The rules' YAML is the snapshot's own form (snapshot.EntryRule),
+// documented there and in README.md.
+type LaneEntry struct {
+	// Gateway names the Mesh gateway the policy applies to.
+	Gateway string `json:"gateway"`
+	// Incoming is trust (default), strip or allowList.
+	Incoming string               `json:"incoming,omitempty"`
+	Allow    []string             `json:"allow,omitempty"`
+	Rules    []snapshot.EntryRule `json:"rules,omitempty"`
 }
 
 // Mesh is Swimlane's local-mode file (apiVersion swimlane.dev/v1alpha1, kind Mesh): lane

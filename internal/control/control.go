@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -46,12 +47,17 @@ type Server struct {
 	changed   chan struct{}
 	version   uint64
 	lastError error // the last rejected config's error, nil once a config is accepted
+	// nextExpiry is when the next declared lane expires; Run recompiles then.
+	nextExpiry time.Time
+	// kick wakes Run when nextExpiry changes.
+	kick chan struct{}
+	now  func() time.Time
 }
 
 // New returns a control plane over reg with an empty config, and publishes its first
 // snapshot (no routes, endpoints from reg).
 func New(reg *registry.Registry, log *slog.Logger) (*Server, error) {
-	s := &Server{reg: reg, log: log, cfg: &config.Set{}, changed: make(chan struct{})}
+	s := &Server{reg: reg, log: log, cfg: &config.Set{}, changed: make(chan struct{}), kick: make(chan struct{}, 1), now: time.Now}
 	if err := s.SetConfig(&config.Set{}); err != nil {
 		return nil, err
 	}
@@ -65,7 +71,7 @@ func (s *Server) SetConfig(set *config.Set) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws, _, _ := s.reg.List()
-	res, err := compile.Compile(set, ws)
+	res, err := compile.Compile(set, ws, s.now())
 	if err != nil {
 		s.lastError = err
 		return fmt.Errorf("config rejected:\n%w", err)
@@ -75,7 +81,20 @@ func (s *Server) SetConfig(set *config.Set) error {
 	}
 	s.cfg = set
 	s.lastError = nil
+	s.setNextExpiry(res.NextExpiry)
 	return s.publish(res.Snapshot)
+}
+
+// setNextExpiry must be called with s.mu held.
+func (s *Server) setNextExpiry(t time.Time) {
+	if t.Equal(s.nextExpiry) {
+		return
+	}
+	s.nextExpiry = t
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // LastError returns why the newest config was rejected, or nil.
@@ -85,26 +104,54 @@ func (s *Server) LastError() error {
 	return s.lastError
 }
 
-// Run recompiles on every registry change until ctx ends.
+// Run recompiles on every registry change, and when a lane expires, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	for {
-		_, version, changed := s.reg.List()
+		_, _, changed := s.reg.List()
+		s.mu.Lock()
+		next := s.nextExpiry
+		s.mu.Unlock()
+		var expiry <-chan time.Time
+		var timer *time.Timer
+		if !next.IsZero() {
+			timer = time.NewTimer(next.Sub(s.now()))
+			expiry = timer.C
+		}
+		recompile := true
 		select {
 		case <-ctx.Done():
-			return
+			recompile = false
+		case <-s.kick:
+			recompile = false // a new config moved the next expiry: wait again
 		case <-changed:
+		case <-expiry:
+			s.log.Info("control: a lane expired; recompiling")
 		}
-		s.mu.Lock()
-		ws, v, _ := s.reg.List()
-		res, err := compile.Compile(s.cfg, ws)
-		if err != nil {
-			// The config compiled before; a registry change alone should not break it.
-			s.log.Error("control: recompile after registry change failed", "registry_version", v, "err", err)
-		} else if err := s.publish(res.Snapshot); err != nil {
-			s.log.Error("control: publish", "err", err)
+		if timer != nil {
+			timer.Stop()
 		}
-		s.mu.Unlock()
-		_ = version
+		if ctx.Err() != nil {
+			return
+		}
+		if recompile {
+			s.recompile()
+		}
+	}
+}
+
+func (s *Server) recompile() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws, v, _ := s.reg.List()
+	res, err := compile.Compile(s.cfg, ws, s.now())
+	if err != nil {
+		// The config compiled before; a registry change alone should not break it.
+		s.log.Error("control: recompile failed; keeping the last snapshot", "registry_version", v, "err", err)
+		return
+	}
+	s.setNextExpiry(res.NextExpiry)
+	if err := s.publish(res.Snapshot); err != nil {
+		s.log.Error("control: publish", "err", err)
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -20,6 +22,67 @@ type target struct {
 	protocol snapshot.Protocol
 	// what names the upstream in errors: "goods-service/goods-main (127.0.0.1:4711)".
 	what string
+	// reroute, if set, is called when addr refused the connection: it ejects addr and
+	// returns another target for the same request, or nil when there is none.
+	reroute func(failed string) *target
+}
+
+// maxReroutes bounds how many endpoints one request tries after connection failures.
+const maxReroutes = 2
+
+// rerouting retries a request on another endpoint when the connection to the chosen one
+// fails. That is safe for any method: a failed dial means the app never saw the request.
+// The body is guarded so the transport's close on failure does not consume it.
+type rerouting struct{ base http.RoundTripper }
+
+var _ http.RoundTripper = rerouting{}
+
+func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
+	t, _ := req.Context().Value(targetKey{}).(*target)
+	if t == nil || t.reroute == nil {
+		return rt.base.RoundTrip(req)
+	}
+	var guard *replayGuard
+	if req.Body != nil && req.Body != http.NoBody {
+		guard = &replayGuard{ReadCloser: req.Body}
+		req.Body = guard
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := rt.base.RoundTrip(req)
+		if err == nil || attempt >= maxReroutes || !isDialError(err) || guard != nil && guard.touched.Load() {
+			return resp, err
+		}
+		next := t.reroute(t.addr)
+		if next == nil {
+			return resp, err
+		}
+		t = next
+		req = req.Clone(req.Context())
+		req.URL.Host = t.addr
+		if guard != nil {
+			req.Body = guard
+		}
+	}
+}
+
+// replayGuard lets a request body be sent again after a failed dial: it records whether any
+// byte was read, and ignores Close (the server closes the inbound body when the handler ends).
+type replayGuard struct {
+	io.ReadCloser
+	touched atomic.Bool
+}
+
+func (g *replayGuard) Read(p []byte) (int, error) {
+	g.touched.Store(true)
+	return g.ReadCloser.Read(p)
+}
+
+func (g *replayGuard) Close() error { return nil }
+
+// isDialError reports whether err happened while connecting, before anything was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 type targetKey struct{}
@@ -61,6 +124,9 @@ func newForwarder(log *slog.Logger) *forwarder {
 			FlushInterval: -1,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				t := r.Context().Value(targetKey{}).(*target)
+				if t.reroute != nil && isDialError(err) {
+					t.reroute(t.addr) // eject it even when no other endpoint was left
+				}
 				if errors.Is(err, context.Canceled) {
 					return // the caller went away; nobody reads an answer
 				}
@@ -70,7 +136,7 @@ func newForwarder(log *slog.Logger) *forwarder {
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
-	return &forwarder{http1: mk(h1), h2c: mk(h2)}
+	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2})}
 }
 
 // forward sends r to ep.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"swimlane.dev/swimlane/internal/lane"
+	"swimlane.dev/swimlane/internal/snapshot"
 )
 
 // ServeOutbound serves the sidecar's outbound listener on lis until ctx ends. Apps reach it:
@@ -76,18 +77,21 @@ func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
 		client.Close()
 		return
 	}
-	set, _, tried := svc.ResolveLane(l, snap.Mesh.Baseline)
-	if set == nil {
-		p.log.Warn("tcp: no endpoint", "service", service, "tried", chain(tried))
-		client.Close()
-		return
+	d := snapshot.Decision{Service: svc, Host: svc.Name, Asked: l}
+	for attempt := 0; attempt <= maxReroutes; attempt++ {
+		snap.Resolve(&d, p.ejector.usable)
+		if d.Endpoint == nil {
+			p.log.Warn("tcp: "+d.NoEndpointReason(), "service", service)
+			client.Close()
+			return
+		}
+		up, err := net.DialTimeout("tcp", d.Endpoint.Address, 5*time.Second)
+		if err == nil {
+			pipe(client, up)
+			return
+		}
+		p.log.Warn("tcp: upstream refused; ejected", "service", service, "endpoint", d.Endpoint.Workload, "err", err)
+		p.ejector.eject(d.Endpoint.Address)
 	}
-	ep := set.Pick()
-	up, err := net.DialTimeout("tcp", ep.Address, 5*time.Second)
-	if err != nil {
-		p.log.Warn("tcp: upstream", "service", service, "endpoint", ep.Workload, "err", err)
-		client.Close()
-		return
-	}
-	pipe(client, up)
+	client.Close()
 }

@@ -30,6 +30,8 @@ type Proxy struct {
 	// snap is the snapshot in force. It must never be nil: New stores an empty one.
 	snap atomic.Pointer[snapshot.Snapshot]
 	fwd  *forwarder
+	// ejector holds the endpoints this proxy saw refuse connections.
+	ejector *ejector
 }
 
 // New returns a proxy with an empty snapshot: until the first one arrives, every request
@@ -40,6 +42,7 @@ func New(node string, log *slog.Logger) *Proxy {
 	_ = empty.Prepare()
 	p.snap.Store(empty)
 	p.fwd = newForwarder(p.log)
+	p.ejector = newEjector()
 	return p
 }
 

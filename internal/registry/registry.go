@@ -20,6 +20,9 @@ type Workload struct {
 	Address  string
 	Protocol snapshot.Protocol
 	Labels   map[string]string
+	// Health is "" when healthy, else why it takes no new requests ("unhealthy",
+	// "draining"); see snapshot.Endpoint.Health.
+	Health string
 }
 
 // Registry is a concurrency-safe set of workloads keyed by name. Every change bumps Version
@@ -61,6 +64,23 @@ func (r *Registry) bump() {
 	r.version++
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// SetHealth sets a workload's health; it reports whether the workload exists. An unchanged
+// health is not a change.
+func (r *Registry) SetHealth(name, health string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.workloads[name]
+	if !ok {
+		return false
+	}
+	if w.Health != health {
+		w.Health = health
+		r.workloads[name] = w
+		r.bump()
+	}
+	return true
 }
 
 // List returns the workloads sorted by name, with the version they belong to, and a channel

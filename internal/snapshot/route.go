@@ -168,8 +168,8 @@ func (r *HTTPRoute) pick() *Destination {
 	return &r.Destinations[len(r.Destinations)-1]
 }
 
-// EndpointSet is the endpoints of one lane or one subset of a service, with a round-robin
-// cursor. The cursor is the only mutable part of a snapshot, and it is atomic.
+// EndpointSet is the healthy endpoints of one lane or one subset of a service, with a
+// round-robin cursor. The cursor is the only mutable part of a snapshot, and it is atomic.
 type EndpointSet struct {
 	Lane      lane.Lane
 	Subset    string
@@ -177,23 +177,41 @@ type EndpointSet struct {
 	next      atomic.Uint32
 }
 
-// Pick returns the next endpoint in round-robin order. The set must not be empty.
-func (s *EndpointSet) Pick() *Endpoint {
-	n := s.next.Add(1) - 1
-	return &s.Endpoints[int(n)%len(s.Endpoints)]
+// Usable reports whether a proxy may send to an endpoint now; a proxy uses it for what only
+// it knows (endpoints it ejected after failures). nil means every endpoint is usable.
+type Usable func(*Endpoint) bool
+
+// Pick returns the next usable endpoint in round-robin order, or nil when none is.
+func (s *EndpointSet) Pick(usable Usable) *Endpoint {
+	n := len(s.Endpoints)
+	if n == 0 {
+		return nil
+	}
+	start := int(s.next.Add(1)-1) % n
+	for i := 0; i < n; i++ {
+		ep := &s.Endpoints[(start+i)%n]
+		if usable == nil || usable(ep) {
+			return ep
+		}
+	}
+	return nil
 }
 
-// Decision is the outcome of routing one request: which service, which endpoints, and how
-// the lane was resolved. Endpoints is nil when nothing can serve the request.
+// Decision is the outcome of routing one request: which service, which endpoint, and how the
+// lane was resolved. Endpoint is nil when nothing can serve the request.
 type Decision struct {
-	Service   *Service
-	Host      string // destination host, set even when Service is nil (unknown host)
-	Route     *HTTPRoute
-	Subset    string
-	Asked     lane.Lane   // the request's lane ("" for none)
-	Served    lane.Lane   // the lane whose endpoints serve it ("" when pinned to a subset)
-	Tried     []lane.Lane // the lanes tried, in order
-	Endpoints *EndpointSet
+	Service *Service
+	Host    string // destination host, set even when Service is nil (unknown host)
+	Route   *HTTPRoute
+	Subset  string
+	Asked   lane.Lane // the request's lane ("" for none)
+	// Expired is set when Asked is a declared lane past its expiry (served as the baseline).
+	Expired bool
+	Served  lane.Lane   // the lane whose endpoint serves it ("" when pinned to a subset)
+	Tried   []lane.Lane // the lanes tried, in order, up to and including Served
+	// Strict is set when Asked is a strict lane: no fallback was allowed.
+	Strict   bool
+	Endpoint *Endpoint
 	// NoRoute is set when the service has routes and none matched (a 404, as in Envoy).
 	NoRoute bool
 }
@@ -203,31 +221,39 @@ func (d *Decision) Fallback() bool {
 	return d.Asked != "" && d.Served != "" && d.Served != d.Asked
 }
 
-// NoEndpointReason says, for a Decision without endpoints, what was missing.
+// NoEndpointReason says, for a Decision without an endpoint, what was missing.
 func (d *Decision) NoEndpointReason() string {
 	switch {
 	case d.Service == nil:
 		return fmt.Sprintf("no service %q in the mesh", d.Host)
 	case d.Subset != "":
-		return fmt.Sprintf("no endpoint for %s subset %q", d.Service.Name, d.Subset)
+		return fmt.Sprintf("no healthy endpoint for %s subset %q", d.Service.Name, d.Subset)
 	case d.Service.Lane != "":
-		return fmt.Sprintf("no endpoint for %s (pinned to lane %s by its selector)", d.Service.Name, d.Service.Lane)
-	}
-	tried := make([]string, len(d.Tried))
-	for i, l := range d.Tried {
-		tried[i] = string(l)
+		return fmt.Sprintf("no healthy endpoint for %s (pinned to lane %s by its selector)", d.Service.Name, d.Service.Lane)
 	}
 	asked := string(d.Asked)
 	if asked == "" {
 		asked = "(none)"
 	}
-	return fmt.Sprintf("no endpoint for %s in lane %s (tried %s)", d.Service.Name, asked, strings.Join(tried, " -> "))
+	if d.Strict {
+		return fmt.Sprintf("no healthy endpoint for %s in lane %s (strict lane: no fallback)", d.Service.Name, asked)
+	}
+	return fmt.Sprintf("no healthy endpoint for %s in lane %s (tried %s)", d.Service.Name, asked, JoinChain(d.Tried))
+}
+
+// JoinChain renders lanes as "a -> b -> c".
+func JoinChain(ls []lane.Lane) string {
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = string(l)
+	}
+	return strings.Join(parts, " -> ")
 }
 
 // RouteHTTP routes a request addressed to svc. Routes are tried in order, the first match
-// wins; then the chosen destination resolves to endpoints: pinned to its subset if it names
-// one, otherwise by lane with fallback to the baseline (see ARCHITECTURE.md, precedence).
-func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane) Decision {
+// wins; then the chosen destination resolves to an endpoint: pinned to its subset if it names
+// one, otherwise by lane along the lane's chain (see ARCHITECTURE.md, precedence).
+func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, usable Usable) Decision {
 	d := Decision{Service: svc, Host: svc.Name, Asked: asked}
 	var dest *Destination
 	for _, r := range svc.HTTP {
@@ -245,8 +271,8 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane) D
 		}
 		if dest.Subset != "" {
 			d.Subset = dest.Subset
-			if set := d.Service.subsetSets[dest.Subset]; set != nil && len(set.Endpoints) > 0 {
-				d.Endpoints = set
+			if set := d.Service.subsetSets[dest.Subset]; set != nil {
+				d.Endpoint = set.Pick(usable)
 			}
 			return d
 		}
@@ -254,26 +280,34 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane) D
 		d.NoRoute = true
 		return d
 	}
-	d.Endpoints, d.Served, d.Tried = d.Service.ResolveLane(asked, s.Mesh.Baseline)
+	s.Resolve(&d, usable)
 	return d
 }
 
-// ResolveLane returns the endpoints that serve lane asked: the lane's own if it has any, else
-// the baseline's. served is the lane chosen; tried lists the lanes looked at, in order.
-// A service pinned to a lane (Service.Lane) always resolves to its own endpoints.
-func (svc *Service) ResolveLane(asked, baseline lane.Lane) (set *EndpointSet, served lane.Lane, tried []lane.Lane) {
+// Resolve fills d's Endpoint, Served and Tried for d.Service and d.Asked: the first lane of
+// the chain with a usable healthy endpoint serves. A service pinned to a lane (Service.Lane)
+// always resolves to its own endpoints.
+func (s *Snapshot) Resolve(d *Decision, usable Usable) {
+	svc := d.Service
 	if svc.Lane != "" {
-		return svc.laneSets[svc.Lane], svc.Lane, nil
+		d.Served = svc.Lane
+		if set := svc.laneSets[svc.Lane]; set != nil {
+			d.Endpoint = set.Pick(usable)
+		}
+		return
 	}
-	if asked != "" && asked != baseline {
-		tried = append(tried, asked)
-		if set := svc.laneSets[asked]; set != nil {
-			return set, asked, tried
+	chain, expired := s.Chain(d.Asked)
+	d.Expired = expired
+	if info := s.laneInfo[d.Asked]; info != nil && !expired {
+		d.Strict = info.Mode == ModeStrict
+	}
+	for i, l := range chain {
+		if set := svc.laneSets[l]; set != nil {
+			if ep := set.Pick(usable); ep != nil {
+				d.Served, d.Endpoint, d.Tried = l, ep, chain[:i+1]
+				return
+			}
 		}
 	}
-	tried = append(tried, baseline)
-	if set := svc.laneSets[baseline]; set != nil {
-		return set, baseline, tried
-	}
-	return nil, "", tried
+	d.Tried = chain
 }

@@ -40,11 +40,10 @@ func BenchmarkRouteHTTP(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				l, _ := names.FromHeaders(req.Header)
 				svc := snap.Service(req.Host)
-				d := snap.RouteHTTP(svc, req, l)
-				if d.Endpoints == nil || d.Served != asked {
+				d := snap.RouteHTTP(svc, req, l, nil)
+				if d.Endpoint == nil || d.Served != asked {
 					b.Fatalf("routed to %v", d.Served)
 				}
-				_ = d.Endpoints.Pick()
 			}
 		})
 	}

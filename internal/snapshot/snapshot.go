@@ -25,8 +25,13 @@ type Snapshot struct {
 	Mesh     Mesh       `json:"mesh"`
 	Services []*Service `json:"services"`
 	Gateways []*Gateway `json:"gateways,omitempty"`
+	// Lanes are the declared lanes (Lane objects); LaneEntries the gateways' lane policies.
+	Lanes       []*LaneInfo  `json:"lanes,omitempty"`
+	LaneEntries []*LaneEntry `json:"laneEntries,omitempty"`
 
-	byHost map[string]*Service
+	byHost        map[string]*Service
+	laneInfo      map[lane.Lane]*LaneInfo
+	baselineChain []lane.Lane
 }
 
 // Mesh holds the mesh-wide lane settings.
@@ -101,7 +106,14 @@ type Endpoint struct {
 	Protocol Protocol          `json:"protocol"`
 	Workload string            `json:"workload"`
 	Labels   map[string]string `json:"labels,omitempty"`
+	// Health is "" for healthy, or why the endpoint takes no new requests ("unhealthy":
+	// failed health checks; "draining": being removed). Such endpoints stay listed for
+	// status but are left out of every lane and subset, so traffic falls back past them.
+	Health string `json:"health,omitempty"`
 }
+
+// Healthy reports whether the endpoint may take new requests.
+func (e *Endpoint) Healthy() bool { return e.Health == "" }
 
 // Subset is a DestinationRule subset: the endpoints whose labels include Labels.
 type Subset struct {
@@ -119,6 +131,11 @@ type Gateway struct {
 
 // Prepare builds the lookup indexes. It must be called once, before the snapshot is shared.
 func (s *Snapshot) Prepare() error {
+	s.laneInfo = make(map[lane.Lane]*LaneInfo, len(s.Lanes))
+	for _, l := range s.Lanes {
+		s.laneInfo[l.Name] = l
+	}
+	s.baselineChain = []lane.Lane{s.Mesh.Baseline}
 	s.byHost = make(map[string]*Service, len(s.Services))
 	for _, svc := range s.Services {
 		if _, dup := s.byHost[svc.Name]; dup {
@@ -189,6 +206,9 @@ func stripPort(host string) string {
 func (svc *Service) index(m Mesh) {
 	svc.laneSets = make(map[lane.Lane]*EndpointSet)
 	for _, ep := range svc.Endpoints {
+		if !ep.Healthy() {
+			continue
+		}
 		l := lane.Lane(ep.Labels[m.LaneLabel])
 		if l == "" {
 			l = m.Baseline
@@ -204,7 +224,7 @@ func (svc *Service) index(m Mesh) {
 	for _, sub := range svc.Subsets {
 		set := &EndpointSet{Subset: sub.Name}
 		for _, ep := range svc.Endpoints {
-			if labelsMatch(ep.Labels, sub.Labels) {
+			if ep.Healthy() && labelsMatch(ep.Labels, sub.Labels) {
 				set.Endpoints = append(set.Endpoints, ep)
 			}
 		}
@@ -221,7 +241,31 @@ func labelsMatch(have, want map[string]string) bool {
 	return true
 }
 
-// Lanes returns the lanes this service has endpoints in, sorted.
+// SubsetSet returns the healthy endpoints of subset name, or nil.
+func (svc *Service) SubsetSet(name string) *EndpointSet { return svc.subsetSets[name] }
+
+// LaneSet returns the healthy endpoints of lane l, or nil.
+func (svc *Service) LaneSet(l lane.Lane) *EndpointSet { return svc.laneSets[l] }
+
+// LaneInfo returns the declared lane l, or nil.
+func (s *Snapshot) LaneInfo(l lane.Lane) *LaneInfo { return s.laneInfo[l] }
+
+// Chain returns the lanes a request asking for lane asked tries, in order. expired reports
+// that asked is a declared lane past its expiry, resolved as the baseline.
+func (s *Snapshot) Chain(asked lane.Lane) (chain []lane.Lane, expired bool) {
+	if asked == "" || asked == s.Mesh.Baseline {
+		return s.baselineChain, false
+	}
+	if info := s.laneInfo[asked]; info != nil {
+		if info.Expired {
+			return s.baselineChain, true
+		}
+		return info.Chain, false
+	}
+	return []lane.Lane{asked, s.Mesh.Baseline}, false
+}
+
+// Lanes returns the lanes this service has healthy endpoints in, sorted.
 func (svc *Service) Lanes() []lane.Lane {
 	out := make([]lane.Lane, 0, len(svc.laneSets))
 	for l := range svc.laneSets {

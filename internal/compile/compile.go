@@ -76,7 +76,7 @@ type compiler struct {
 	entries    []*snapshot.LaneEntry
 	nextExpiry time.Time
 	errs       []error
-	warnings []string
+	warnings   []string
 }
 
 func (c *compiler) fail(err error) { c.errs = append(c.errs, err) }

@@ -29,7 +29,9 @@ import (
 
 // Published is one snapshot as proxies receive it.
 type Published struct {
-	Version  uint64
+	Version uint64
+	// RegistryVersion is the registry version the snapshot was compiled from.
+	RegistryVersion uint64
 	Body     []byte // JSON encoding of Snapshot
 	Snapshot *snapshot.Snapshot
 }
@@ -49,6 +51,8 @@ type Server struct {
 	lastError error // the last rejected config's error, nil once a config is accepted
 	// nextExpiry is when the next declared lane expires; Run recompiles then.
 	nextExpiry time.Time
+	// compiledRegistry is the registry version of the last compile.
+	compiledRegistry uint64
 	// kick wakes Run when nextExpiry changes.
 	kick chan struct{}
 	now  func() time.Time
@@ -70,7 +74,7 @@ func New(reg *registry.Registry, log *slog.Logger) (*Server, error) {
 func (s *Server) SetConfig(set *config.Set) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ws, _, _ := s.reg.List()
+	ws, regVersion, _ := s.reg.List()
 	res, err := compile.Compile(set, ws, s.now())
 	if err != nil {
 		s.lastError = err
@@ -82,6 +86,7 @@ func (s *Server) SetConfig(set *config.Set) error {
 	s.cfg = set
 	s.lastError = nil
 	s.setNextExpiry(res.NextExpiry)
+	s.compiledRegistry = regVersion
 	return s.publish(res.Snapshot)
 }
 
@@ -107,10 +112,16 @@ func (s *Server) LastError() error {
 // Run recompiles on every registry change, and when a lane expires, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	for {
-		_, _, changed := s.reg.List()
+		_, regVersion, changed := s.reg.List()
 		s.mu.Lock()
-		next := s.nextExpiry
+		next, compiled := s.nextExpiry, s.compiledRegistry
 		s.mu.Unlock()
+		// A change may have landed before Run started or while it compiled: compile it now,
+		// rather than wait for the next one.
+		if regVersion != compiled {
+			s.recompile()
+			continue
+		}
 		var expiry <-chan time.Time
 		var timer *time.Timer
 		if !next.IsZero() {
@@ -143,6 +154,7 @@ func (s *Server) recompile() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws, v, _ := s.reg.List()
+	s.compiledRegistry = v // even on failure: retrying the same input cannot succeed
 	res, err := compile.Compile(s.cfg, ws, s.now())
 	if err != nil {
 		// The config compiled before; a registry change alone should not break it.
@@ -166,7 +178,7 @@ func (s *Server) publish(snap *snapshot.Snapshot) error {
 	if err := snap.Prepare(); err != nil {
 		return err
 	}
-	s.current = &Published{Version: s.version, Body: body, Snapshot: snap}
+	s.current = &Published{Version: s.version, RegistryVersion: s.compiledRegistry, Body: body, Snapshot: snap}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.log.Debug("control: published snapshot", "version", s.version, "services", len(snap.Services))

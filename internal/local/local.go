@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,6 +45,11 @@ type Options struct {
 	ControlAddr string
 	// GatewayAddrs overrides a gateway's listen address by gateway name (e.g. "127.0.0.1:0").
 	GatewayAddrs map[string]string
+	// AdminAddr is where the proxies' admin API listens (default 127.0.0.1:15000; port 0
+	// picks a free one): /metrics, /healthz, /proxies/<node>/config_dump.
+	AdminAddr string
+	// AccessLog logs one line per proxied request with the lane asked, served and fallback.
+	AccessLog bool
 	// Self is the swimlane binary, substituted for $SWIMLANE_BIN in commands (default: this
 	// process's executable).
 	Self string
@@ -64,6 +70,10 @@ type Mesh struct {
 	spec     *config.Mesh
 	meshFile string
 
+	metrics   *proxy.Metrics
+	admin     *proxy.Admin
+	adminAddr string
+
 	wg      sync.WaitGroup
 	outMu   sync.Mutex
 	mu      sync.Mutex
@@ -82,6 +92,9 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	}
 	if opts.ControlAddr == "" {
 		opts.ControlAddr = "127.0.0.1:15010"
+	}
+	if opts.AdminAddr == "" {
+		opts.AdminAddr = "127.0.0.1:15000"
 	}
 	if opts.Self == "" {
 		self, err := os.Executable()
@@ -127,6 +140,17 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 	m.goRun(func() { m.cp.Run(ctx) })
 	m.goRun(func() { m.watchConfig(ctx) })
 
+	m.metrics = proxy.NewMetrics()
+	m.admin = proxy.NewAdmin(m.metrics)
+	adminLis, err := net.Listen("tcp", opts.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("local: admin listen: %w", err)
+	}
+	m.adminAddr = adminLis.Addr().String()
+	adminSrv := &http.Server{Handler: m.admin.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	m.goRun(func() { _ = adminSrv.Serve(adminLis) })
+	m.goRun(func() { <-ctx.Done(); adminSrv.Close() })
+
 	if err := m.startGateways(ctx); err != nil {
 		return nil, err
 	}
@@ -152,6 +176,18 @@ func (m *Mesh) Wait() { m.wg.Wait() }
 // ControlAddr is the control plane's gRPC address.
 func (m *Mesh) ControlAddr() string { return m.cpAddr }
 
+// AdminAddr is the proxies' admin API address.
+func (m *Mesh) AdminAddr() string { return m.adminAddr }
+
+// newProxy returns a proxy wired to the mesh's metrics, admin API and access log.
+func (m *Mesh) newProxy(node string) *proxy.Proxy {
+	p := proxy.New(node, m.log)
+	p.Metrics = m.metrics
+	p.AccessLog = m.opts.AccessLog
+	m.admin.Add(p)
+	return p
+}
+
 // GatewayAddr returns the address gateway name listens on.
 func (m *Mesh) GatewayAddr(name string) string { return m.gateways[name] }
 
@@ -164,23 +200,55 @@ func (m *Mesh) Snapshot() *snapshot.Snapshot {
 // Control returns the control plane.
 func (m *Mesh) Control() *control.Server { return m.cp }
 
-// WaitReady blocks until every workload with a command has become ready (registered), or
-// ctx ends.
+// WaitReady blocks until every workload is registered and every proxy runs a snapshot that
+// includes them all (or ctx ends). Both matter: a workload in the registry is not yet known to
+// the proxies that must route to it.
 func (m *Mesh) WaitReady(ctx context.Context) error {
-	want := 0
-	for _, w := range m.spec.Workloads {
-		want++
-		_ = w
-	}
+	want := len(m.spec.Workloads)
+	var regVersion uint64
 	for {
-		ws, _, changed := m.reg.List()
+		ws, v, changed := m.reg.List()
 		if len(ws) >= want {
-			return nil
+			regVersion = v
+			break
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("local: %d of %d workloads ready: %w", len(ws), want, ctx.Err())
 		case <-changed:
+		}
+	}
+	// The control plane compiles the last registration asynchronously; wait for a snapshot
+	// compiled from it, then for every proxy to run that snapshot.
+	var version uint64
+	for {
+		cur, changed := m.cp.Current()
+		if cur.RegistryVersion >= regVersion {
+			version = cur.Version
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		behind := 0
+		for _, p := range m.admin.Proxies() {
+			if p.Snapshot().Version < version {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: %d proxies lack the snapshot with every workload: %w", behind, ctx.Err())
+		case <-tick.C:
 		}
 	}
 }
@@ -273,7 +341,7 @@ func (m *Mesh) startGateways(ctx context.Context) error {
 			return fmt.Errorf("local: gateway %s: %w", g.Name, err)
 		}
 		m.gateways[g.Name] = lis.Addr().String()
-		p := proxy.New("gateway~"+g.Name, m.log)
+		p := m.newProxy("gateway~" + g.Name)
 		m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 		m.goRun(func() { _ = p.ServeGateway(ctx, lis, g.Name) })
 	}

@@ -66,7 +66,8 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // replayGuard lets a request body be sent again after a failed dial: it records whether any
-// byte was read, and ignores Close (the server closes the inbound body when the handler ends).
+// byte was read, and ignores Close until then (the server closes the inbound body when the
+// handler ends).
 type replayGuard struct {
 	io.ReadCloser
 	touched atomic.Bool
@@ -77,7 +78,14 @@ func (g *replayGuard) Read(p []byte) (int, error) {
 	return g.ReadCloser.Read(p)
 }
 
-func (g *replayGuard) Close() error { return nil }
+// Close passes through once the body was read from: it can no longer be replayed, and the
+// transport must be able to end the copy (see Rewrite).
+func (g *replayGuard) Close() error {
+	if g.touched.Load() {
+		return g.ReadCloser.Close()
+	}
+	return nil
+}
 
 // isDialError reports whether err happened while connecting, before anything was sent.
 func isDialError(err error) bool {
@@ -118,10 +126,18 @@ func newForwarder(log *slog.Logger) *forwarder {
 				pr.Out.URL.Scheme = "http"
 				pr.Out.URL.Host = t.addr
 				pr.Out.Host = pr.In.Host // keep the authority: the app may route on it
+				// ReverseProxy hands the transport a body whose Close does nothing. Over HTTP/2 a
+				// server may answer (a gRPC status) before the client stops sending; closing the
+				// response then waits for the request-body copy, which only a real Close of the
+				// inbound body unblocks (golang/go#48908). Give the transport the real body.
+				if pr.In.ProtoMajor == 2 && pr.Out.Body != nil {
+					pr.Out.Body = pr.In.Body
+				}
 			},
 			Transport: rt,
 			// -1 flushes every write at once: gRPC streams and server-sent events must not wait.
-			FlushInterval: -1,
+			FlushInterval:  -1,
+			ModifyResponse: grpcStatusToTrailers,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				t := r.Context().Value(targetKey{}).(*target)
 				if t.reroute != nil && isDialError(err) {
@@ -137,6 +153,28 @@ func newForwarder(log *slog.Logger) *forwarder {
 		}
 	}
 	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2})}
+}
+
+// grpcStatusToTrailers turns a gRPC "trailers-only" response (grpc-status in the one HEADERS
+// frame that also ends the stream) into headers plus trailers. ReverseProxy's immediate-flush
+// timer may send the headers before the handler ends, splitting a trailers-only response into
+// HEADERS and an empty DATA frame; gRPC clients then ignore the status and fail with "server
+// closed the stream without sending trailers". As real trailers the status survives any split.
+func grpcStatusToTrailers(res *http.Response) error {
+	status := res.Header.Get("Grpc-Status")
+	if status == "" || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/grpc") {
+		return nil
+	}
+	if res.Trailer == nil {
+		res.Trailer = http.Header{}
+	}
+	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		if vs := res.Header.Values(k); len(vs) > 0 {
+			res.Trailer[k] = vs
+			res.Header.Del(k)
+		}
+	}
+	return nil
 }
 
 // forward sends r to ep.

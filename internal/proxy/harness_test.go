@@ -35,16 +35,11 @@ import (
 // waitTimeout bounds every poll: generous, because -race slows everything down.
 const waitTimeout = 20 * time.Second
 
-// knownBug reports a bug the test observed in non-test code: a failure with
-// SWIMLANE_KNOWN_BUGS=1, else a skip whose message describes it, so the suite stays green while
-// the bug stays visible (go test -v lists it). Once the bug is fixed the test passes instead.
+// knownBug fails the test with the description of a bug it once found in non-test code, so a
+// regression names its cause.
 func knownBug(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("SWIMLANE_KNOWN_BUGS") == "1" {
-		t.Fatalf("KNOWN BUG: %s", msg)
-	}
-	t.Skipf("KNOWN BUG (SWIMLANE_KNOWN_BUGS=1 fails here): %s", msg)
+	t.Fatalf("regression: "+format, args...)
 }
 
 // waitFor polls cond until it holds or waitTimeout passes.
@@ -276,26 +271,10 @@ func (m *mesh) unregister(names ...string) {
 }
 
 // waitPublished waits until the control plane's current snapshot satisfies cond.
-//
-// Run can miss a registry change (see TestControlPlaneRunSeesEveryRegistryChange): if cond
-// does not hold within a second the harness recompiles with SetConfig, as the next config
-// change would, and logs that it had to, so that other tests do not flake on that bug.
 func (m *mesh) waitPublished(cond func(*snapshot.Snapshot) bool) {
 	m.t.Helper()
-	nudge := time.Now().Add(time.Second)
-	nudged := false
 	waitFor(m.t, "the control plane to publish the registry change", func() bool {
-		if cond(m.published()) {
-			return true
-		}
-		if !nudged && time.Now().After(nudge) {
-			nudged = true
-			m.t.Logf("control plane did not pick up a registry change within 1s (control.Run lost-update bug); recompiling with SetConfig")
-			if err := m.cp.SetConfig(m.cfg); err != nil {
-				m.t.Fatalf("SetConfig: %v", err)
-			}
-		}
-		return false
+		return cond(m.published())
 	})
 }
 

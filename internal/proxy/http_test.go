@@ -429,3 +429,60 @@ func TestH2C(t *testing.T) {
 		})
 	}
 }
+
+// startStreamingApp starts an HTTP/1.1 app that answers "first\n", flushes, and writes
+// "second\n" only when release is closed: a response streamed in parts, like server-sent
+// events.
+func startStreamingApp(t testing.TB, release <-chan struct{}) string {
+	t.Helper()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "first\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "second\n")
+	})}
+	lis := listen(t)
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return lis.Addr().String()
+}
+
+// TestStreamedResponse checks that the proxies pass each part of a streamed response on at
+// once: the client reads the first part while the app still holds the second back.
+func TestStreamedResponse(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	m := newMesh(t, meshYAML("events", "events2"))
+	app := startStreamingApp(t, release)
+	m.register(
+		workload("events-main", "events", "main", app, snapshot.HTTP),
+		m.sidecarWorkload("events2-main", "events2", "main", app, snapshot.HTTP),
+	)
+	c := httpClient(t, outbound(t, m.newProxy("sidecar~client")))
+
+	var bodies []*bufio.Reader
+	for _, svc := range []string{"events", "events2"} {
+		res, err := c.Get("http://" + svc + "/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		br := bufio.NewReader(res.Body)
+		// Only the first part exists yet: reading it must not wait for the rest.
+		if line, err := br.ReadString('\n'); err != nil || line != "first\n" {
+			t.Fatalf("%s: first part %q, %v", svc, line, err)
+		}
+		bodies = append(bodies, br)
+	}
+	close(release)
+	for i, br := range bodies {
+		if rest, err := io.ReadAll(br); err != nil || string(rest) != "second\n" {
+			t.Errorf("response %d: rest %q, %v; want \"second\\n\"", i, rest, err)
+		}
+	}
+}

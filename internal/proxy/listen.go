@@ -62,6 +62,15 @@ type tunnelConn struct {
 
 func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// CloseWrite half-closes the client side, so a TCP tunnel passes the upstream's EOF on and the
+// client can still send.
+func (c *tunnelConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
 // connQueue is a net.Listener fed with connections by hand: the tunnels a CONNECT handler
 // accepted, served as ordinary HTTP/1.1 or h2c connections.
 type connQueue struct {

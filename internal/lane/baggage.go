@@ -107,13 +107,21 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// tokenByte marks the RFC 7230 tchars. A table, because the check runs for every byte of
+// every baggage key (and header name) on every request.
+var tokenByte = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = strings.IndexByte("\"(),/:;<=>?@[\\]{}", byte(c)) < 0
+	}
+	return t
+}()
 
 // isBaggageValue reports whether s uses only baggage-octets (and percent escapes).
 func isBaggageValue(s string) bool {

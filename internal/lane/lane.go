@@ -1,11 +1,23 @@
 // Package lane defines what a lane is on the wire and how a request's lane is read from and
 // written to its headers.
 //
-// A lane travels in two forms, and the proxy writes both so that apps which forward only one
-// of them (W3C baggage via OpenTelemetry, or the plain x-swimlane header) keep the lane:
+// A lane travels in two primary forms, and the proxy writes both on every hop so that apps
+// which forward only one of them (W3C baggage via OpenTelemetry, or the plain x-swimlane
+// header) keep the lane:
 //
 //	x-swimlane: dev-feature1
 //	baggage: swimlane=dev-feature1[,other=members]
+//
+// Three more forms are read, and written by the inbound sidecar (Names.WriteAll) before the
+// request reaches the app, so that apps whose tracing library forwards only its own context
+// keep the lane too:
+//
+//	tracestate: swimlane=dev-feature1[,vendor=state]   (W3C trace context; only added to an existing header)
+//	uberctx-swimlane: dev-feature1                      (Jaeger baggage)
+//	ot-baggage-swimlane: dev-feature1                   (OpenTracing baggage)
+//
+// The member and header names all derive from Names.BaggageKey. FromHeaders reads the forms in
+// the order above and the first valid one wins; Strip removes all five.
 //
 // Values that do not match [A-Za-z0-9._-]{1,63} are ignored and never copied into other
 // headers, so an untrusted value cannot smuggle text from one header into another.
@@ -54,31 +66,71 @@ func Default() Names { return Names{Header: "x-swimlane", BaggageKey: "swimlane"
 type Source string
 
 const (
-	SourceNone    Source = ""
-	SourceHeader  Source = "header"
-	SourceBaggage Source = "baggage"
+	SourceNone       Source = ""
+	SourceHeader     Source = "header"
+	SourceBaggage    Source = "baggage"
+	SourceTraceState Source = "tracestate"
+	SourceJaeger     Source = "jaeger"
+	SourceOT         Source = "ot-baggage"
 )
 
-// FromHeaders returns the request's lane: the lane header if it holds a valid value, else the
-// baggage member if the baggage header is well-formed and the member valid, else "".
-// The header wins over baggage because it is the explicit, user-facing form.
+// FromHeaders returns the request's lane from the first of these that holds a valid value:
+// the lane header; the baggage member (if the baggage header is well-formed); the tracestate
+// member (if the tracestate header is well-formed); the uberctx-<BaggageKey> header; the
+// ot-baggage-<BaggageKey> header. Else it returns "". The lane header wins because it is the
+// explicit, user-facing form; baggage next because the proxy itself writes it on every hop.
+//
+// It allocates nothing unless a value is percent-encoded or a header is split over several
+// lines.
 func (n Names) FromHeaders(h http.Header) (Lane, Source) {
-	if v := h.Get(n.Header); v != "" {
+	if v := headerValue(h, "", n.Header); v != "" {
 		if v = strings.TrimSpace(v); Valid(v) {
 			return Lane(v), SourceHeader
 		}
 	}
-	for _, b := range h.Values("Baggage") {
+	for _, b := range h[baggageHeader] {
 		if v, ok := BaggageMember(b, n.BaggageKey); ok && Valid(v) {
 			return Lane(v), SourceBaggage
 		}
 	}
+	if n.BaggageKey == "" {
+		return "", SourceNone
+	}
+	if ts := h[traceStateHeader]; len(ts) > 0 {
+		if v, ok := TraceStateMember(joinValues(ts), n.BaggageKey); ok && Valid(v) {
+			return Lane(v), SourceTraceState
+		}
+	}
+	if v, ok := prefixedValue(h, jaegerPrefix, n.BaggageKey); ok {
+		return Lane(v), SourceJaeger
+	}
+	if v, ok := prefixedValue(h, otPrefix, n.BaggageKey); ok {
+		return Lane(v), SourceOT
+	}
 	return "", SourceNone
 }
 
-// Write sets both lane forms on h: the lane header, and the baggage member (added to or
-// replaced in an existing baggage header). A malformed baggage header is left untouched, as
+// prefixedValue reads a Jaeger or OpenTracing baggage header. Their clients URL-escape
+// values, so a percent-encoded value is decoded before it is checked.
+func prefixedValue(h http.Header, prefix, key string) (string, bool) {
+	v := strings.TrimSpace(headerValue(h, prefix, key))
+	if v == "" {
+		return "", false
+	}
+	if strings.IndexByte(v, '%') >= 0 {
+		decoded, err := percentDecode(v)
+		if err != nil {
+			return "", false
+		}
+		v = decoded
+	}
+	return v, Valid(v)
+}
+
+// Write sets both primary lane forms on h: the lane header, and the baggage member (added to
+// or replaced in an existing baggage header). A malformed baggage header is left untouched, as
 // the W3C spec asks of intermediaries that cannot parse it. An empty lane writes nothing.
+// Outbound hops use Write; the inbound hop into an app uses WriteAll.
 func (n Names) Write(h http.Header, l Lane) {
 	if l == "" {
 		return
@@ -97,11 +149,56 @@ func (n Names) Write(h http.Header, l Lane) {
 	h.Set("Baggage", updated)
 }
 
-// Strip removes every form of the lane from h: the lane header and the baggage member (other
-// baggage members stay). Gateways use it on requests from outside the mesh when incoming
-// lanes are not trusted, so no form can smuggle a lane in.
+// WriteAll sets every lane form on h, for the inbound sidecar to do before it hands a request
+// to the app, so that whatever context the app forwards carries the lane: both primary forms
+// (Write), the tracestate member, and the uberctx-<BaggageKey> and ot-baggage-<BaggageKey>
+// headers.
+//
+// The tracestate member goes to the front of the list, replacing an earlier one, as the spec
+// asks of an updated member. A tracestate header is never created (without a traceparent it
+// means nothing), and a malformed one is left untouched; nor is the member written when
+// BaggageKey is not a valid tracestate key. An empty or invalid lane writes nothing.
+func (n Names) WriteAll(h http.Header, l Lane) {
+	if !Valid(string(l)) {
+		return
+	}
+	n.Write(h, l)
+	if n.BaggageKey == "" {
+		return
+	}
+	if ts := h[traceStateHeader]; len(ts) > 0 {
+		if updated, ok := SetTraceStateMember(joinValues(ts), n.BaggageKey, string(l)); ok {
+			h[traceStateHeader] = []string{updated}
+		}
+	}
+	h.Set(jaegerPrefix+n.BaggageKey, string(l))
+	h.Set(otPrefix+n.BaggageKey, string(l))
+}
+
+// Strip removes every form of the lane from h: the lane header, the baggage and tracestate
+// members (other members stay), and the Jaeger and OpenTracing baggage headers. Gateways use
+// it on requests from outside the mesh when incoming lanes are not trusted, so no form can
+// smuggle a lane in. A malformed baggage or tracestate header is dropped whole, since it cannot
+// be edited member by member.
 func (n Names) Strip(h http.Header) {
 	h.Del(n.Header)
+	n.stripBaggage(h)
+	if ts := h[traceStateHeader]; len(ts) > 0 {
+		kept, removed, ok := removeTraceStateMember(joinValues(ts), n.BaggageKey)
+		switch {
+		case !ok || removed && kept == "":
+			delete(h, traceStateHeader)
+		case removed:
+			h[traceStateHeader] = []string{kept}
+		}
+	}
+	if n.BaggageKey != "" {
+		h.Del(jaegerPrefix + n.BaggageKey)
+		h.Del(otPrefix + n.BaggageKey)
+	}
+}
+
+func (n Names) stripBaggage(h http.Header) {
 	values := h.Values("Baggage")
 	if len(values) == 0 {
 		return

@@ -1,0 +1,5 @@
+//go:build race
+
+package tracelane
+
+const raceEnabled = true

@@ -32,8 +32,8 @@ type Published struct {
 	Version uint64
 	// RegistryVersion is the registry version the snapshot was compiled from.
 	RegistryVersion uint64
-	Body     []byte // JSON encoding of Snapshot
-	Snapshot *snapshot.Snapshot
+	Body            []byte // JSON encoding of Snapshot
+	Snapshot        *snapshot.Snapshot
 }
 
 // Server is the control plane. The zero value is not usable; call New.

@@ -17,7 +17,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs := newFlags("demo", "demo [flags]")
 	routing := fs.String("routing", "auto", "routing config: auto (lane fallback, no rules), istio-api or gateway-api (the seed's own YAML)")
 	port := fs.Int("port", 8080, "gateway port (0 picks a free one)")
-	controlAddr := fs.String("control-addr", "127.0.0.1:15010", "control plane gRPC address (port 0 picks a free one)")
+	common := localFlags(fs)
 	logger := logFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -31,12 +31,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := local.Options{
-		Files:        files,
-		ControlAddr:  *controlAddr,
-		GatewayAddrs: map[string]string{"ingress": net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))},
-		Log:          logger(),
-	}
+	opts := common()
+	opts.Files, opts.Log = files, logger()
+	opts.GatewayAddrs = map[string]string{"ingress": net.JoinHostPort("127.0.0.1", strconv.Itoa(*port))}
 	return runLocal(ctx, opts, func(m *local.Mesh) {
 		addr := m.GatewayAddr("ingress")
 		if strings.HasPrefix(addr, "127.0.0.1:") {

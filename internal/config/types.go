@@ -163,4 +163,18 @@ type MeshWorkload struct {
 	Env      map[string]string `json:"env,omitempty"`
 	Protocol string            `json:"protocol,omitempty"`
 	Address  string            `json:"address,omitempty"`
+	// Health, if set, is checked periodically once the workload is ready; while it fails,
+	// the workload takes no new requests and its lane falls back.
+	Health *MeshHealth `json:"health,omitempty"`
+}
+
+// MeshHealth is a workload's health check: an HTTP GET of Path (2xx is healthy), the gRPC
+// health service (GRPC: true; SERVING is healthy), or, with neither, a TCP connect.
+type MeshHealth struct {
+	Path string `json:"path,omitempty"`
+	GRPC bool   `json:"grpc,omitempty"`
+	// Interval between checks (default 1s); Failures in a row make it unhealthy (default 2);
+	// one success makes it healthy again.
+	Interval string `json:"interval,omitempty"`
+	Failures int    `json:"failures,omitempty"`
 }

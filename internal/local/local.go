@@ -182,7 +182,7 @@ func (m *Mesh) AdminAddr() string { return m.adminAddr }
 // newProxy returns a proxy wired to the mesh's metrics, admin API and access log.
 func (m *Mesh) newProxy(node string) *proxy.Proxy {
 	p := proxy.New(node, m.log)
-	p.Metrics = m.metrics
+	p.UseMetrics(m.metrics)
 	p.AccessLog = m.opts.AccessLog
 	m.admin.Add(p)
 	return p

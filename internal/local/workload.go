@@ -16,7 +16,6 @@ import (
 
 	"swimlane.dev/swimlane/internal/config"
 	"swimlane.dev/swimlane/internal/lane"
-	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/registry"
 	"swimlane.dev/swimlane/internal/snapshot"
 )
@@ -57,6 +56,14 @@ func (m *Mesh) checkWorkloads(obj *config.Object[*config.Mesh]) error {
 		if w.Protocol != "" {
 			if _, err := snapshot.ParseProtocol(w.Protocol); err != nil {
 				fail(".protocol", "%v", err)
+			}
+		}
+		if w.Health != nil {
+			if w.Health.Path != "" && w.Health.GRPC {
+				fail(".health", "path (HTTP) and grpc exclude each other")
+			}
+			if _, err := newHealthCheck(w.Health, "127.0.0.1:1"); err != nil {
+				fail(".health", "%v", err)
 			}
 		}
 		if l, ok := w.Labels[m.laneLabel()]; ok && !lane.Valid(l) {
@@ -109,6 +116,13 @@ func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) erro
 	}
 	if spec.Address != "" {
 		m.reg.Upsert(registry.Workload{Name: spec.Name, Address: spec.Address, Protocol: protocol, Labels: spec.Labels})
+		if spec.Health != nil {
+			h, err := newHealthCheck(spec.Health, spec.Address)
+			if err != nil {
+				return fmt.Errorf("local: workload %s: health: %w", spec.Name, err)
+			}
+			m.goRun(func() { m.watchHealth(ctx, nil, spec.Name, h) })
+		}
 		return nil
 	}
 	laneName := spec.Labels[m.laneLabel()]
@@ -128,7 +142,7 @@ func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) erro
 		return err
 	}
 
-	p := proxy.New("sidecar~"+spec.Name, m.log)
+	p := m.newProxy("sidecar~" + spec.Name)
 	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })
 	m.goRun(func() { _ = p.ServeOutbound(ctx, outLis) })
@@ -204,6 +218,11 @@ func (m *Mesh) awaitReady(ctx context.Context, exited <-chan struct{}, spec conf
 			c.Close()
 			m.reg.Upsert(registry.Workload{Name: spec.Name, Address: inbound, Protocol: protocol, Labels: spec.Labels})
 			m.log.Info("workload ready", "workload", spec.Name, "lane", spec.Labels[m.laneLabel()])
+			if spec.Health != nil {
+				if h, err := newHealthCheck(spec.Health, appAddr); err == nil {
+					m.watchHealth(ctx, exited, spec.Name, h)
+				}
+			}
 			return
 		}
 		select {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
+	"swimlane.dev/swimlane/internal/tracelane"
 )
 
 // ServeInbound serves the sidecar's inbound listener on lis until ctx ends, passing traffic to
@@ -19,9 +20,22 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 	}
 	t := &target{addr: appAddr, protocol: protocol, what: "app (" + appAddr + ")"}
 	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		names := p.Snapshot().Mesh.LaneNames()
+		snap := p.Snapshot()
+		names := snap.Mesh.LaneNames()
 		l, _ := names.FromHeaders(r.Header)
-		names.Write(r.Header, l)
+		if p.metrics != nil || p.AccessLog {
+			rec := &statusRecorder{ResponseWriter: w}
+			defer p.record(r, rec, snap, &outcome{direction: dirInbound, service: "app", asked: l, served: l, endpoint: appAddr}, time.Now())
+			w = rec
+		}
+		// Every lane form, so the lane survives whichever of them the app forwards; and the
+		// trace's lane, for apps that forward only trace context.
+		names.WriteAll(r.Header, l)
+		if l != "" {
+			if id := tracelane.TraceID(r.Header); id != "" {
+				p.traces.Remember(id, l)
+			}
+		}
 		p.fwd.forward(w, r, t)
 	}))
 }

@@ -25,7 +25,7 @@ func (p *Proxy) ServeOutbound(ctx context.Context, lis net.Listener) error {
 	go func() {
 		_ = serveHTTP(ctx, tunnels, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			host, _ := r.Context().Value(tunnelKey{}).(string)
-			p.routeAndForward(w, r, host)
+			p.routeOutbound(w, r, host)
 		}))
 	}()
 	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +33,7 @@ func (p *Proxy) ServeOutbound(ctx context.Context, lis net.Listener) error {
 			p.connect(w, r, tunnels)
 			return
 		}
-		p.routeAndForward(w, r, r.Host)
+		p.routeOutbound(w, r, r.Host)
 	}))
 }
 

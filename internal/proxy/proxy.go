@@ -17,8 +17,10 @@ package proxy
 import (
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
+	"swimlane.dev/swimlane/internal/tracelane"
 )
 
 // Proxy is one proxy instance: a sidecar or a gateway. Its listeners are started with
@@ -32,7 +34,24 @@ type Proxy struct {
 	fwd  *forwarder
 	// ejector holds the endpoints this proxy saw refuse connections.
 	ejector *ejector
+
+	// metrics, if set (UseMetrics), receives every request's metrics.
+	metrics *Metrics
+	// AccessLog, if set before serving, logs one line per request (lane asked, served,
+	// fallback, endpoint, status) at info level.
+	AccessLog bool
+	// traces remembers the lane of each trace seen inbound, to restore it on outbound
+	// requests of apps that forward only trace context. Never nil.
+	traces *tracelane.Memory
+	// entry caches the gateway lane policy compiled for the snapshot in force.
+	entry atomic.Pointer[entryCache]
 }
+
+// Trace memory bounds: about 115 bytes an entry, so the default costs a sidecar under 0.5 MB.
+const (
+	traceMemoryEntries = 4096
+	traceMemoryTTL     = 2 * time.Minute
+)
 
 // New returns a proxy with an empty snapshot: until the first one arrives, every request
 // gets a 503 naming the missing service.
@@ -43,6 +62,7 @@ func New(node string, log *slog.Logger) *Proxy {
 	p.snap.Store(empty)
 	p.fwd = newForwarder(p.log)
 	p.ejector = newEjector()
+	p.traces = tracelane.New(traceMemoryEntries, traceMemoryTTL)
 	return p
 }
 

@@ -2,9 +2,10 @@ package proxy
 
 import (
 	"net/http"
+	"time"
 
-	"swimlane.dev/swimlane/internal/lane"
 	"swimlane.dev/swimlane/internal/snapshot"
+	"swimlane.dev/swimlane/internal/tracelane"
 )
 
 // Debug response headers, sent only when the request asks with x-swimlane-debug: 1.
@@ -14,19 +15,41 @@ const (
 	fallbackHeader = "X-Swimlane-Fallback"
 )
 
-// routeAndForward handles one request addressed to host (steps 1 to 5 of the package doc).
-func (p *Proxy) routeAndForward(w http.ResponseWriter, r *http.Request, host string) {
+// routeOutbound handles one request an app sent to host (steps 1 to 5 of the package doc).
+// A request without a lane gets the lane its trace had when it came into this workload, for
+// apps that forward trace context but not the lane.
+func (p *Proxy) routeOutbound(w http.ResponseWriter, r *http.Request, host string) {
 	snap := p.Snapshot()
-	names := snap.Mesh.LaneNames()
-	asked, _ := names.FromHeaders(r.Header)
-	names.Write(r.Header, asked)
+	o := &outcome{direction: dirOutbound}
+	o.asked, _ = snap.Mesh.LaneNames().FromHeaders(r.Header)
+	if o.asked == "" {
+		if id := tracelane.TraceID(r.Header); id != "" {
+			o.asked, o.restored = p.traces.Recall(id)
+		}
+	}
+	p.handle(w, r, snap, host, o)
+}
 
+// handle routes and forwards a request whose lane (o.asked) is known, observing it when
+// metrics or access logs are on.
+func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, host string, o *outcome) {
+	if p.metrics != nil || p.AccessLog {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer p.record(r, rec, snap, o, time.Now())
+		w = rec
+	}
+	snap.Mesh.LaneNames().Write(r.Header, o.asked)
 	svc := snap.Service(host)
 	if svc == nil {
+		o.service = host
 		writeError(w, r, http.StatusServiceUnavailable, "swimlane: no service "+quote(host)+" in the mesh")
 		return
 	}
-	d := snap.RouteHTTP(svc, r, asked, p.ejector.usable)
+	d := snap.RouteHTTP(svc, r, o.asked, p.ejector.usable)
+	o.service, o.served, o.fallback = d.Host, d.Served, d.Fallback()
+	if d.Endpoint != nil {
+		o.endpoint = d.Endpoint.Workload
+	}
 	p.serveDecision(w, r, snap, &d)
 }
 
@@ -36,7 +59,7 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 			w.Header().Set(servedHeader, string(d.Served))
 		}
 		if d.Fallback() {
-			w.Header().Set(fallbackHeader, chain(d.Tried))
+			w.Header().Set(fallbackHeader, snapshot.JoinChain(d.Tried))
 		}
 	}
 	if d.Endpoint == nil {
@@ -79,17 +102,6 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 
 func (p *Proxy) targetFor(svc *snapshot.Service, ep *snapshot.Endpoint) *target {
 	return &target{addr: ep.Address, protocol: ep.Protocol, what: svc.Name + "/" + ep.Workload + " (" + ep.Address + ")"}
-}
-
-func chain(ls []lane.Lane) string {
-	s := ""
-	for i, l := range ls {
-		if i > 0 {
-			s += " -> "
-		}
-		s += string(l)
-	}
-	return s
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

@@ -31,6 +31,7 @@ type Snapshot struct {
 
 	byHost        map[string]*Service
 	laneInfo      map[lane.Lane]*LaneInfo
+	knownLanes    map[lane.Lane]bool
 	baselineChain []lane.Lane
 }
 
@@ -136,6 +137,10 @@ func (s *Snapshot) Prepare() error {
 		s.laneInfo[l.Name] = l
 	}
 	s.baselineChain = []lane.Lane{s.Mesh.Baseline}
+	s.knownLanes = map[lane.Lane]bool{s.Mesh.Baseline: true}
+	for _, l := range s.Lanes {
+		s.knownLanes[l.Name] = true
+	}
 	s.byHost = make(map[string]*Service, len(s.Services))
 	for _, svc := range s.Services {
 		if _, dup := s.byHost[svc.Name]; dup {
@@ -143,6 +148,9 @@ func (s *Snapshot) Prepare() error {
 		}
 		s.byHost[svc.Name] = svc
 		svc.index(s.Mesh)
+		for l := range svc.laneSets {
+			s.knownLanes[l] = true
+		}
 		for _, r := range svc.HTTP {
 			if err := r.prepare(); err != nil {
 				return fmt.Errorf("snapshot: service %s: route %s: %w", svc.Name, r.Name, err)
@@ -246,6 +254,10 @@ func (svc *Service) SubsetSet(name string) *EndpointSet { return svc.subsetSets[
 
 // LaneSet returns the healthy endpoints of lane l, or nil.
 func (svc *Service) LaneSet(l lane.Lane) *EndpointSet { return svc.laneSets[l] }
+
+// KnownLane reports whether l is declared or has endpoints somewhere. Metrics label only known
+// lanes, so made-up lanes from clients cannot grow the number of series without bound.
+func (s *Snapshot) KnownLane(l lane.Lane) bool { return s.knownLanes[l] }
 
 // LaneInfo returns the declared lane l, or nil.
 func (s *Snapshot) LaneInfo(l lane.Lane) *LaneInfo { return s.laneInfo[l] }

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -33,6 +35,8 @@ func Run(ctx context.Context, name string, args []string) error {
 	gateway := fs.String("gateway", "", "gateway: the gateway's name in the mesh config (needs --listen)")
 	listen := fs.String("listen", "", "gateway: listen address, e.g. 127.0.0.1:8080")
 	verbose := fs.Bool("v", false, "log every request and snapshot (debug level)")
+	adminAddr := fs.String("admin", "127.0.0.1:15000", "admin API: /metrics, /healthz, /proxies (empty to disable)")
+	accessLog := fs.Bool("access-log", false, "log one line per request: lane asked, lane served, fallback, endpoint, status")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,18 +64,23 @@ func Run(ctx context.Context, name string, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	p := proxy.New(id, log)
+	metrics := proxy.NewMetrics()
+	p.UseMetrics(metrics)
+	p.AccessLog = *accessLog
+	admin := proxy.NewAdmin(metrics)
+	admin.Add(p)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
-	serve := func(addr string, run func(net.Listener) error) {
+	serve := func(role, addr string, run func(net.Listener) error) {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			errs <- err
 			return
 		}
-		log.Info("proxy listening", "addr", lis.Addr().String())
+		log.Info("proxy listening", "role", role, "addr", lis.Addr().String())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -85,14 +94,24 @@ func Run(ctx context.Context, name string, args []string) error {
 		defer wg.Done()
 		_ = p.Subscribe(ctx, *controlAddr, nil)
 	}()
+	if *adminAddr != "" {
+		serve("admin", *adminAddr, func(l net.Listener) error {
+			srv := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(l); err != http.ErrServerClosed {
+				return err
+			}
+			return nil
+		})
+	}
 	if *outbound != "" {
-		serve(*outbound, func(l net.Listener) error { return p.ServeOutbound(ctx, l) })
+		serve("outbound", *outbound, func(l net.Listener) error { return p.ServeOutbound(ctx, l) })
 	}
 	if *inbound != "" {
-		serve(*inbound, func(l net.Listener) error { return p.ServeInbound(ctx, l, *app, proto) })
+		serve("inbound", *inbound, func(l net.Listener) error { return p.ServeInbound(ctx, l, *app, proto) })
 	}
 	if *gateway != "" {
-		serve(*listen, func(l net.Listener) error { return p.ServeGateway(ctx, l, *gateway) })
+		serve("gateway", *listen, func(l net.Listener) error { return p.ServeGateway(ctx, l, *gateway) })
 	}
 	select {
 	case <-ctx.Done():

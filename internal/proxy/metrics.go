@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"swimlane.dev/swimlane/internal/lane"
+	"swimlane.dev/swimlane/internal/snapshot"
+	"swimlane.dev/swimlane/internal/tracelane"
+)
+
+// Metrics are the data plane's Prometheus metrics, shared by every proxy of a process and
+// told apart by the proxy label. Lane labels carry only lanes the mesh knows ("other" for the
+// rest, "" for none) to keep the series bounded.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	registry *prometheus.Registry
+}
+
+// NewMetrics registers the data plane's metrics in a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swimlane_requests_total",
+			Help: "Requests handled, by proxy, direction, destination service, lane asked for, lane served, whether lane fallback happened, and status (HTTP, or gRPC status for gRPC).",
+		}, []string{"proxy", "direction", "service", "lane_asked", "lane_served", "fallback", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "swimlane_request_duration_seconds",
+			Help:    "Time from request received to response finished, by proxy, direction, service and lane served.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"proxy", "direction", "service", "lane_served"}),
+		registry: prometheus.NewRegistry(),
+	}
+	m.registry.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// UseMetrics makes p report to m, including its trace memory's size, hits, misses and
+// evictions. Call it before serving.
+func (p *Proxy) UseMetrics(m *Metrics) {
+	p.metrics = m
+	labels := prometheus.Labels{"proxy": p.Node}
+	stat := func(f func(tracelane.Stats) float64) func() float64 {
+		return func() float64 { return f(p.traces.Stats()) }
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "swimlane_trace_lane_entries", Help: "Trace ids whose lane the proxy remembers.", ConstLabels: labels},
+			stat(func(s tracelane.Stats) float64 { return float64(s.Size) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "swimlane_trace_lane_hits_total", Help: "Outbound requests without a lane whose lane was restored from their trace id.", ConstLabels: labels},
+			stat(func(s tracelane.Stats) float64 { return float64(s.Hits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "swimlane_trace_lane_misses_total", Help: "Outbound requests with a trace id but no lane, whose trace the proxy did not remember.", ConstLabels: labels},
+			stat(func(s tracelane.Stats) float64 { return float64(s.Misses) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "swimlane_trace_lane_evictions_total", Help: "Remembered trace ids dropped for capacity or age.", ConstLabels: labels},
+			stat(func(s tracelane.Stats) float64 { return float64(s.Evictions) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "swimlane_ejected_endpoints", Help: "Endpoints the proxy skips after they refused connections.", ConstLabels: labels},
+			func() float64 { return float64(p.ejector.count()) }),
+	)
+}
+
+// Registry is where the metrics live, for /metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Direction names where a proxy handled a request.
+const (
+	dirOutbound = "outbound"
+	dirInbound  = "inbound"
+	dirGateway  = "gateway"
+)
+
+// outcome is what one request's metrics and access log line say.
+type outcome struct {
+	direction string
+	service   string
+	asked     lane.Lane
+	served    lane.Lane
+	fallback  bool
+	endpoint  string
+	entryRule string // gateway: the lane entry rule that assigned the lane
+	restored  bool   // outbound: the lane came from the trace memory
+}
+
+// record observes one finished request and writes its access log line when enabled.
+func (p *Proxy) record(r *http.Request, rec *statusRecorder, snap *snapshot.Snapshot, o *outcome, began time.Time) {
+	elapsed := time.Since(began)
+	code := rec.code()
+	if p.metrics != nil {
+		asked := laneLabel(snap, o.asked)
+		p.metrics.requests.WithLabelValues(p.Node, o.direction, o.service, asked, string(o.served), strconv.FormatBool(o.fallback), code).Inc()
+		p.metrics.duration.WithLabelValues(p.Node, o.direction, o.service, string(o.served)).Observe(elapsed.Seconds())
+	}
+	if p.AccessLog {
+		p.log.Info("access", "direction", o.direction, "method", r.Method, "host", r.Host, "path", r.URL.Path,
+			"code", code, "duration_ms", float64(elapsed.Microseconds())/1000, "service", o.service,
+			"lane_asked", o.asked, "lane_served", o.served, "fallback", o.fallback, "endpoint", o.endpoint, "entry_rule", o.entryRule, "lane_from_trace", o.restored)
+	}
+}
+
+func laneLabel(snap *snapshot.Snapshot, l lane.Lane) string {
+	if l == "" || snap.KnownLane(l) {
+		return string(l)
+	}
+	return "other"
+}
+
+// statusRecorder remembers the status a handler wrote. It unwraps for
+// http.ResponseController, which ReverseProxy uses to flush.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// code is the gRPC status when the response carries one, else the HTTP status.
+func (s *statusRecorder) code() string {
+	if g := s.Header().Get("Grpc-Status"); g != "" {
+		return "grpc-" + g
+	}
+	if g := s.Header().Get(http.TrailerPrefix + "Grpc-Status"); g != "" {
+		return "grpc-" + g
+	}
+	if s.status == 0 {
+		return "0" // the client went away before any answer
+	}
+	return strconv.Itoa(s.status)
+}

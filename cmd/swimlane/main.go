@@ -31,6 +31,8 @@ var commands = []command{
 	{name: "up", summary: "run a mesh from a Mesh file: control plane, gateways, sidecars, workloads", run: runUp},
 	{name: "control", summary: "run the control plane alone", run: runControl},
 	{name: "proxy", summary: "run one proxy: a sidecar or an ingress gateway", run: runProxy},
+	{name: "lanes", summary: "show each lane, its chain, and where every service resolves in it", run: runLanes},
+	{name: "explain", summary: "explain where one request goes, step by step", run: runExplain},
 	{name: "version", summary: "print the version", run: runVersion},
 	{name: "demo-workload", hidden: true, run: runDemoWorkload},
 }

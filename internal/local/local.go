@@ -218,8 +218,12 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 		case <-changed:
 		}
 	}
-	// The control plane compiles the last registration asynchronously; wait for a snapshot
-	// compiled from it, then for every proxy to run that snapshot.
+	return m.waitPropagated(ctx, regVersion)
+}
+
+// waitPropagated waits until the control plane has compiled registry version regVersion (or
+// a later one) and every proxy runs that snapshot.
+func (m *Mesh) waitPropagated(ctx context.Context, regVersion uint64) error {
 	var version uint64
 	for {
 		cur, changed := m.cp.Current()
@@ -247,7 +251,7 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("local: %d proxies lack the snapshot with every workload: %w", behind, ctx.Err())
+			return fmt.Errorf("local: %d proxies lack snapshot %d: %w", behind, version, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -293,8 +297,8 @@ func loadAll(files []string) (*config.Set, error) {
 }
 
 // reload reads every config file again and hands the result to the control plane, which
-// adopts it whole or rejects it whole.
-func (m *Mesh) reload() {
+// adopts it whole or rejects it whole; then the workloads are made those of the new Mesh file.
+func (m *Mesh) reload(ctx context.Context) {
 	set, err := config.LoadFiles(m.opts.Files...)
 	if err == nil {
 		if extra := m.extraConfig(); len(extra) > 0 {
@@ -304,12 +308,11 @@ func (m *Mesh) reload() {
 			}
 		}
 	}
+	if err == nil && len(set.Meshes) != 1 {
+		err = fmt.Errorf("local: want exactly one Mesh, found %d", len(set.Meshes))
+	}
 	if err == nil {
-		if len(set.Meshes) != 1 {
-			err = fmt.Errorf("local: want exactly one Mesh, found %d", len(set.Meshes))
-		} else if !sameWorkloads(m.spec, set.Meshes[0].Spec) {
-			m.log.Warn("config: workload or gateway changes in the Mesh file take effect at the next start; routing changes apply now")
-		}
+		err = m.checkWorkloads(set.Meshes[0])
 	}
 	if err == nil {
 		err = m.cp.SetConfig(set)
@@ -320,10 +323,14 @@ func (m *Mesh) reload() {
 	}
 	cur, _ := m.cp.Current()
 	m.log.Info("config applied", "version", cur.Version)
-}
-
-func sameWorkloads(a, b *config.Mesh) bool {
-	return fmt.Sprint(a.Workloads, a.Gateways) == fmt.Sprint(b.Workloads, b.Gateways)
+	next := set.Meshes[0].Spec
+	if fmt.Sprint(m.spec.Gateways) != fmt.Sprint(next.Gateways) || m.spec.LaneLabel != next.LaneLabel {
+		m.log.Warn("config: changes to gateways or the lane label take effect at the next start; everything else applies now")
+	}
+	m.mu.Lock()
+	m.spec.Workloads = next.Workloads
+	m.mu.Unlock()
+	m.syncWorkloads(ctx, next.Workloads)
 }
 
 func (m *Mesh) startGateways(ctx context.Context) error {

@@ -56,7 +56,7 @@ func (m *Mesh) watchConfig(ctx context.Context) {
 			m.log.Warn("config: watch error", "err", err)
 		case <-timer:
 			timer = nil
-			m.reload()
+			m.reload(ctx)
 		}
 	}
 }

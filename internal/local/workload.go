@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,10 +24,12 @@ import (
 // stopGrace is how long a workload gets between SIGTERM and SIGKILL.
 const stopGrace = 5 * time.Second
 
+// workload is one started workload: its sidecar, health check and process all stop when
+// cancel is called; done closes once they have.
 type workload struct {
-	spec     config.MeshWorkload
-	protocol snapshot.Protocol
-	cmd      *exec.Cmd
+	spec   config.MeshWorkload
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // checkWorkloads validates the workloads section before anything starts, so a bad file fails
@@ -109,20 +112,33 @@ func unknownVars(s string) string {
 //
 // The workload joins the registry once its port accepts connections and leaves it when the
 // process exits.
-func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) error {
+func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) error {
 	protocol := snapshot.HTTP
 	if spec.Protocol != "" {
 		protocol, _ = snapshot.ParseProtocol(spec.Protocol)
 	}
+	ctx, cancel := context.WithCancel(meshCtx)
+	w := &workload{spec: spec, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.running[spec.Name] = w
+	m.mu.Unlock()
 	if spec.Address != "" {
 		m.reg.Upsert(registry.Workload{Name: spec.Name, Address: spec.Address, Protocol: protocol, Labels: spec.Labels})
+		var h *healthCheck
 		if spec.Health != nil {
-			h, err := newHealthCheck(spec.Health, spec.Address)
-			if err != nil {
+			var err error
+			if h, err = newHealthCheck(spec.Health, spec.Address); err != nil {
+				cancel()
 				return fmt.Errorf("local: workload %s: health: %w", spec.Name, err)
 			}
-			m.goRun(func() { m.watchHealth(ctx, nil, spec.Name, h) })
 		}
+		m.goRun(func() {
+			defer close(w.done)
+			if h != nil {
+				m.watchHealth(ctx, nil, spec.Name, h)
+			}
+			<-ctx.Done()
+		})
 		return nil
 	}
 	laneName := spec.Labels[m.laneLabel()]
@@ -143,6 +159,7 @@ func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) erro
 	}
 
 	p := m.newProxy("sidecar~" + spec.Name)
+	m.goRun(func() { <-ctx.Done(); m.admin.Remove(p) })
 	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })
 	m.goRun(func() { _ = p.ServeOutbound(ctx, outLis) })
@@ -173,12 +190,9 @@ func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) erro
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
+		cancel()
 		return fmt.Errorf("local: workload %s: start %q: %w", spec.Name, args[0], err)
 	}
-	w := &workload{spec: spec, protocol: protocol, cmd: cmd}
-	m.mu.Lock()
-	m.running[spec.Name] = w
-	m.mu.Unlock()
 	m.log.Info("workload started", "workload", spec.Name, "lane", laneName, "pid", cmd.Process.Pid, "app", appAddr, "inbound", inLis.Addr().String(), "outbound", outLis.Addr().String())
 
 	var outputs sync.WaitGroup
@@ -188,14 +202,20 @@ func (m *Mesh) startWorkload(ctx context.Context, spec config.MeshWorkload) erro
 
 	exited := make(chan struct{})
 	m.goRun(func() {
+		defer close(w.done)
 		outputs.Wait()
 		err := cmd.Wait()
 		close(exited)
-		if m.reg.Remove(spec.Name) || ctx.Err() == nil {
-			if ctx.Err() == nil {
-				m.log.Warn("workload exited; its endpoints left the registry", "workload", spec.Name, "lane", laneName, "status", exitStatus(err))
-			}
+		m.reg.Remove(spec.Name)
+		if ctx.Err() == nil {
+			m.log.Warn("workload exited; its endpoints left the registry", "workload", spec.Name, "lane", laneName, "status", exitStatus(err))
+			cancel() // its sidecar goes with it
 		}
+		m.mu.Lock()
+		if m.running[spec.Name] == w {
+			delete(m.running, spec.Name)
+		}
+		m.mu.Unlock()
 	})
 	m.goRun(func() { m.awaitReady(ctx, exited, spec, appAddr, inLis.Addr().String(), protocol) })
 	m.goRun(func() {
@@ -264,5 +284,71 @@ func (m *Mesh) prefixLines(wg *sync.WaitGroup, prefix string, r io.Reader) {
 		m.outMu.Lock()
 		fmt.Fprintf(m.opts.Output, "%s%s\n", prefix, sc.Bytes())
 		m.outMu.Unlock()
+	}
+}
+
+// stopWorkload removes a running workload without failing requests: it is marked draining,
+// so the proxies send it nothing new once they have that snapshot; then it is stopped (its
+// app finishes what it has in flight on SIGTERM, its sidecar drains) and leaves the registry.
+func (m *Mesh) stopWorkload(ctx context.Context, name string) {
+	m.mu.Lock()
+	w := m.running[name]
+	delete(m.running, name)
+	m.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if m.reg.SetHealth(name, "draining") {
+		_, v, _ := m.reg.List()
+		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := m.waitPropagated(wait, v); err != nil {
+			m.log.Warn("workload drain: proxies did not all catch up; stopping anyway", "workload", name, "err", err)
+		}
+		cancel()
+	}
+	m.log.Info("workload removed from the mesh; stopping it", "workload", name)
+	w.cancel()
+	<-w.done
+	m.reg.Remove(name)
+}
+
+// syncWorkloads makes the running workloads those of next: new ones start, removed ones are
+// drained and stopped, changed ones are replaced (the new one starts before the old one
+// drains, so a lane never loses its deployment in between).
+func (m *Mesh) syncWorkloads(ctx context.Context, next []config.MeshWorkload) {
+	want := map[string]config.MeshWorkload{}
+	for _, w := range next {
+		want[w.Name] = w
+	}
+	m.mu.Lock()
+	var remove []string
+	var replace []string
+	for name, w := range m.running {
+		spec, ok := want[name]
+		switch {
+		case !ok:
+			remove = append(remove, name)
+		case !reflect.DeepEqual(spec, w.spec):
+			replace = append(replace, name)
+		}
+	}
+	var add []config.MeshWorkload
+	for _, w := range next {
+		if _, ok := m.running[w.Name]; !ok {
+			add = append(add, w)
+		}
+	}
+	m.mu.Unlock()
+	for _, name := range replace {
+		m.stopWorkload(ctx, name)
+		add = append(add, want[name])
+	}
+	for _, w := range add {
+		if err := m.startWorkload(ctx, w); err != nil {
+			m.log.Error("workload could not start", "workload", w.Name, "err", err)
+		}
+	}
+	for _, name := range remove {
+		m.stopWorkload(ctx, name)
 	}
 }

@@ -36,6 +36,21 @@ func (a *Admin) Add(p *Proxy) {
 	a.proxies[p.Node] = p
 }
 
+// Remove takes p out of the admin API and its per-proxy metrics out of the registry, so a
+// workload started again under the same name can register afresh.
+func (a *Admin) Remove(p *Proxy) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.proxies[p.Node] == p {
+		delete(a.proxies, p.Node)
+	}
+	if a.metrics != nil {
+		for _, c := range p.collectors {
+			a.metrics.registry.Unregister(c)
+		}
+	}
+}
+
 // Proxies returns the proxies added, sorted by node.
 func (a *Admin) Proxies() []*Proxy { return a.list() }
 

@@ -47,7 +47,7 @@ func (p *Proxy) UseMetrics(m *Metrics) {
 	stat := func(f func(tracelane.Stats) float64) func() float64 {
 		return func() float64 { return f(p.traces.Stats()) }
 	}
-	m.registry.MustRegister(
+	p.collectors = []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "swimlane_trace_lane_entries", Help: "Trace ids whose lane the proxy remembers.", ConstLabels: labels},
 			stat(func(s tracelane.Stats) float64 { return float64(s.Size) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "swimlane_trace_lane_hits_total", Help: "Outbound requests without a lane whose lane was restored from their trace id.", ConstLabels: labels},
@@ -58,7 +58,8 @@ func (p *Proxy) UseMetrics(m *Metrics) {
 			stat(func(s tracelane.Stats) float64 { return float64(s.Evictions) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "swimlane_ejected_endpoints", Help: "Endpoints the proxy skips after they refused connections.", ConstLabels: labels},
 			func() float64 { return float64(p.ejector.count()) }),
-	)
+	}
+	m.registry.MustRegister(p.collectors...)
 }
 
 // Registry is where the metrics live, for /metrics.

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"swimlane.dev/swimlane/internal/snapshot"
 	"swimlane.dev/swimlane/internal/tracelane"
 )
@@ -35,8 +37,10 @@ type Proxy struct {
 	// ejector holds the endpoints this proxy saw refuse connections.
 	ejector *ejector
 
-	// metrics, if set (UseMetrics), receives every request's metrics.
-	metrics *Metrics
+	// metrics, if set (UseMetrics), receives every request's metrics; collectors are this
+	// proxy's own series, unregistered when it goes (Admin.Remove).
+	metrics    *Metrics
+	collectors []prometheus.Collector
 	// AccessLog, if set before serving, logs one line per request (lane asked, served,
 	// fallback, endpoint, status) at info level.
 	AccessLog bool

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +34,7 @@ func TestConfigEditLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"up", "--control-addr", "127.0.0.1:0"}
+	args := []string{"up", "--control-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
@@ -54,53 +52,16 @@ func TestConfigEditLive(t *testing.T) {
 	}
 
 	// Traffic in lane dev-feature1 for the whole test; every answer must be a 200.
-	var failed, total atomic.Int64
-	var lastPricing atomic.Value
-	lastPricing.Store("")
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		client := &http.Client{Timeout: 10 * time.Second}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			req, _ := http.NewRequest("GET", url, nil)
-			req.Header.Set("x-swimlane", "dev-feature1")
-			resp, err := client.Do(req)
-			total.Add(1)
-			if err != nil {
-				failed.Add(1)
-				continue
-			}
-			var body strings.Builder
-			buf := make([]byte, 4096)
-			for {
-				n, err := resp.Body.Read(buf)
-				body.Write(buf[:n])
-				if err != nil {
-					break
-				}
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				failed.Add(1)
-				continue
-			}
-			lines := strings.SplitN(body.String(), "\n", 3)
-			if len(lines) > 1 {
-				lastPricing.Store(lines[1])
-			}
+	tr := startTraffic(t, url, "x-swimlane", "dev-feature1")
+	pricing := func() string {
+		lines := strings.SplitN(tr.lastBody(), "\n", 3)
+		if len(lines) < 2 {
+			return ""
 		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait() })
-
+		return lines[1]
+	}
 	eventually(t, 10*time.Second, "traffic in dev-feature1", func() bool {
-		return lastPricing.Load() == "Pricing Swimlane: dev-feature1"
+		return pricing() == "Pricing Swimlane: dev-feature1"
 	})
 
 	// Good edit: pin dev-feature1's pricing traffic to the main subset.
@@ -108,10 +69,10 @@ func TestConfigEditLive(t *testing.T) {
 	edit := time.Now()
 	writeAtomically(t, pricingFile, edited)
 	eventually(t, 5*time.Second, "the edit to apply", func() bool {
-		return lastPricing.Load() == "Pricing Swimlane: main"
+		return pricing() == "Pricing Swimlane: main"
 	})
 	took := time.Since(edit)
-	t.Logf("edit applied %s after the write (%d requests so far, %d failed)", took.Round(time.Millisecond), total.Load(), failed.Load())
+	t.Logf("edit applied %s after the write (%d requests so far, %d failed)", took.Round(time.Millisecond), tr.total.Load(), tr.failed.Load())
 	if took > time.Second {
 		t.Errorf("edit took %s to apply, want under a second", took)
 	}
@@ -120,14 +81,11 @@ func TestConfigEditLive(t *testing.T) {
 	bad := strings.Replace(edited, "  - match:", "  - timeoutz: 3s\n    match:", 1)
 	writeAtomically(t, pricingFile, bad)
 	p.waitFor(`config rejected; the last good config keeps serving.*pricing-istio-routing\.yaml:\d+: VirtualService/pricing: spec\.http\[0\]\.timeoutz`, 5*time.Second)
-	before := total.Load()
-	eventually(t, 5*time.Second, "more traffic after the bad edit", func() bool { return total.Load() > before+20 })
-	if got := lastPricing.Load(); got != "Pricing Swimlane: main" {
+	tr.waitMore(t, 20)
+	if got := pricing(); got != "Pricing Swimlane: main" {
 		t.Errorf("after the bad edit, pricing answered %q; want the last good config's main", got)
 	}
-	if n := failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed during the edits", n, total.Load())
-	}
+	tr.check(t)
 }
 
 // TestStartupRejectsBadConfig checks that an invalid file stops `up` before anything starts,
@@ -166,7 +124,7 @@ func TestStartupRejectsBadConfig(t *testing.T) {
 			if err := os.WriteFile(file, []byte(tt.give), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			p := start(t, "up", "-f", file, "--control-addr", "127.0.0.1:0")
+			p := start(t, "up", "-f", file, "--control-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
 			if err := p.exited(20 * time.Second); err == nil {
 				t.Fatalf("swimlane up accepted a bad file:\n%s", p.out.String())
 			}
@@ -209,8 +167,8 @@ func TestStandaloneControlAndProxy(t *testing.T) {
 
 	cp := start(t, "control", "-f", file, "--listen", "127.0.0.1:0")
 	cpAddr := cp.waitFor(`control plane listening" addr=(\S+)`, 30*time.Second)[1]
-	px := start(t, "proxy", "--control", cpAddr, "--outbound", "127.0.0.1:0", "--node", "test-sidecar")
-	outAddr := px.waitFor(`proxy listening" addr=(\S+)`, 30*time.Second)[1]
+	px := start(t, "proxy", "--control", cpAddr, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node", "test-sidecar")
+	outAddr := px.waitFor(`proxy listening" role=outbound addr=(\S+)`, 30*time.Second)[1]
 
 	call := func(lane string) string {
 		req, _ := http.NewRequest("GET", "http://127.0.0.1:1/", nil) // overwritten: the proxy routes by Host

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -206,3 +207,73 @@ func stopped(p *process) bool {
 }
 
 var _ = syscall.SIGTERM
+
+// traffic is a client loop that sends requests until the test ends, counting failures (any
+// error or non-200) and keeping the last good body.
+type traffic struct {
+	total, failed atomic.Int64
+	last          atomic.Value // string
+	firstFailure  atomic.Value // string
+}
+
+// startTraffic sends GET url with headers in a loop until the test ends.
+func startTraffic(t *testing.T, url string, headers ...string) *traffic {
+	tr := &traffic{}
+	tr.last.Store("")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		client := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			for i := 0; i+1 < len(headers); i += 2 {
+				req.Header.Set(headers[i], headers[i+1])
+			}
+			resp, err := client.Do(req)
+			tr.total.Add(1)
+			if err != nil {
+				tr.fail(err.Error())
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				tr.fail(fmt.Sprintf("%d %s", resp.StatusCode, body))
+				continue
+			}
+			tr.last.Store(string(body))
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+	return tr
+}
+
+func (tr *traffic) fail(why string) {
+	tr.failed.Add(1)
+	tr.firstFailure.CompareAndSwap(nil, why)
+}
+
+// lastBody is the body of the last successful request.
+func (tr *traffic) lastBody() string { return tr.last.Load().(string) }
+
+// check fails the test if any request failed.
+func (tr *traffic) check(t *testing.T) {
+	t.Helper()
+	if n := tr.failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed; first: %v", n, tr.total.Load(), tr.firstFailure.Load())
+	}
+}
+
+// waitMore waits until n more requests have been sent.
+func (tr *traffic) waitMore(t *testing.T, n int64) {
+	t.Helper()
+	target := tr.total.Load() + n
+	eventually(t, 30*time.Second, fmt.Sprintf("%d more requests", n), func() bool { return tr.total.Load() >= target })
+}

@@ -31,6 +31,7 @@ var commands = []command{
 	{name: "up", summary: "run a mesh from a Mesh file: control plane, gateways, sidecars, workloads", run: runUp},
 	{name: "control", summary: "run the control plane alone", run: runControl},
 	{name: "proxy", summary: "run one proxy: a sidecar or an ingress gateway", run: runProxy},
+	{name: "echo", summary: "run a test workload that answers with who it is and what it received", run: runEcho},
 	{name: "lanes", summary: "show each lane, its chain, and where every service resolves in it", run: runLanes},
 	{name: "explain", summary: "explain where one request goes, step by step", run: runExplain},
 	{name: "version", summary: "print the version", run: runVersion},

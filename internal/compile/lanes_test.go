@@ -180,3 +180,48 @@ spec:
 		t.Errorf("compiled entry = %+v", e)
 	}
 }
+
+// TestWeightsComposeWithLanes pins the documented composition: a rule's weights pick the
+// destination first; a destination with a subset is pinned, and one without resolves the
+// request's lane on its own, with its own fallback.
+func TestWeightsComposeWithLanes(t *testing.T) {
+	snap := build(t, demoServices+`---
+apiVersion: v1
+kind: Service
+metadata: {name: goods-next}
+spec: {selector: {app: pricing}, ports: [{port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: goods}
+spec:
+  host: goods-service
+  subsets: [{name: stable, labels: {swimlane: main}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: goods}
+spec:
+  hosts: [goods-service]
+  http:
+  - route:
+    - {destination: {host: goods-service}, weight: 50}
+    - {destination: {host: goods-next}, weight: 30}
+    - {destination: {host: goods-service, subset: stable}, weight: 20}
+`, demoWorkloads...)
+	got := map[string]int{}
+	for i := 0; i < 3000; i++ {
+		got[simulate(t, snap, Call{Host: "goods-service", Headers: map[string]string{"x-swimlane": "dev-feature2"}}).Endpoint]++
+	}
+	// goods-service resolves dev-feature2 to its own deployment; goods-next (pricing's
+	// endpoints) has no dev-feature2 and falls back to main; the pinned subset ignores lanes.
+	// Expected 1500 / 900 / 600; sd at most sqrt(3000*.5*.5) = 27: allow 5 sd.
+	for ep, want := range map[string]int{"goods-f2": 1500, "pricing-main": 900, "goods-main": 600} {
+		if n := got[ep]; n < want-140 || n > want+140 {
+			t.Errorf("%s got %d of 3000, want about %d (%v)", ep, n, want, got)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("endpoints reached: %v", got)
+	}
+}

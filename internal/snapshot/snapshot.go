@@ -32,6 +32,9 @@ type Snapshot struct {
 	byHost        map[string]*Service
 	laneInfo      map[lane.Lane]*LaneInfo
 	knownLanes    map[lane.Lane]bool
+	// chains holds the resolution order of every known lane, built once so that routing a
+	// request allocates nothing; only lanes the mesh has never heard of build one per request.
+	chains map[lane.Lane][]lane.Lane
 	baselineChain []lane.Lane
 }
 
@@ -157,6 +160,14 @@ func (s *Snapshot) Prepare() error {
 			}
 		}
 	}
+	s.chains = make(map[lane.Lane][]lane.Lane, len(s.knownLanes))
+	for l := range s.knownLanes {
+		if info := s.laneInfo[l]; info != nil {
+			s.chains[l] = info.Chain
+		} else if l != s.Mesh.Baseline {
+			s.chains[l] = []lane.Lane{l, s.Mesh.Baseline}
+		}
+	}
 	return nil
 }
 
@@ -268,11 +279,11 @@ func (s *Snapshot) Chain(asked lane.Lane) (chain []lane.Lane, expired bool) {
 	if asked == "" || asked == s.Mesh.Baseline {
 		return s.baselineChain, false
 	}
-	if info := s.laneInfo[asked]; info != nil {
-		if info.Expired {
-			return s.baselineChain, true
-		}
-		return info.Chain, false
+	if info := s.laneInfo[asked]; info != nil && info.Expired {
+		return s.baselineChain, true
+	}
+	if c, ok := s.chains[asked]; ok {
+		return c, false
 	}
 	return []lane.Lane{asked, s.Mesh.Baseline}, false
 }

@@ -29,12 +29,12 @@ type Snapshot struct {
 	Lanes       []*LaneInfo  `json:"lanes,omitempty"`
 	LaneEntries []*LaneEntry `json:"laneEntries,omitempty"`
 
-	byHost        map[string]*Service
-	laneInfo      map[lane.Lane]*LaneInfo
-	knownLanes    map[lane.Lane]bool
+	byHost     map[string]*Service
+	laneInfo   map[lane.Lane]*LaneInfo
+	knownLanes map[lane.Lane]bool
 	// chains holds the resolution order of every known lane, built once so that routing a
 	// request allocates nothing; only lanes the mesh has never heard of build one per request.
-	chains map[lane.Lane][]lane.Lane
+	chains        map[lane.Lane][]lane.Lane
 	baselineChain []lane.Lane
 }
 

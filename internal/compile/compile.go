@@ -191,19 +191,7 @@ func matches(labels, selector map[string]string) bool {
 
 // service finds the service a config host names: short, namespaced or fully qualified.
 func (c *compiler) service(host string) *snapshot.Service {
-	if s := c.services[host]; s != nil {
-		return s
-	}
-	name, rest, ok := strings.Cut(host, ".")
-	if !ok {
-		return nil
-	}
-	ns := c.meshCfg.Namespace
-	switch rest {
-	case ns, ns + ".svc", ns + ".svc.cluster.local":
-		return c.services[name]
-	}
-	return nil
+	return snapshot.LookupHost(c.services, host, c.meshCfg.Namespace)
 }
 
 func (c *compiler) gateways() {

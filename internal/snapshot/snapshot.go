@@ -187,18 +187,23 @@ func Decode(body []byte) (*Snapshot, error) {
 // qualified with the mesh namespace (goods-service, goods-service.default,
 // goods-service.default.svc.cluster.local).
 func (s *Snapshot) Service(host string) *Service {
-	host = stripPort(host)
-	if svc := s.byHost[host]; svc != nil {
-		return svc
+	return LookupHost(s.byHost, stripPort(host), s.Mesh.Namespace)
+}
+
+// LookupHost finds the entry of byName that host names: the name itself, or the name
+// qualified with namespace ns (name.ns, name.ns.svc, name.ns.svc.cluster.local), as
+// Kubernetes DNS resolves them. Compiler and proxy share it so config and traffic agree.
+func LookupHost[V any](byName map[string]*V, host, ns string) *V {
+	if v := byName[host]; v != nil {
+		return v
 	}
 	name, rest, ok := strings.Cut(host, ".")
 	if !ok {
 		return nil
 	}
-	ns := s.Mesh.Namespace
 	switch rest {
 	case ns, ns + ".svc", ns + ".svc.cluster.local":
-		return s.byHost[name]
+		return byName[name]
 	}
 	return nil
 }

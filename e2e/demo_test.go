@@ -25,7 +25,7 @@ var seedCases = []struct {
 func startDemo(t *testing.T, extra ...string) (*process, string) {
 	t.Helper()
 	began := time.Now()
-	p := start(t, append([]string{"demo", "--port", "0", "--control-addr", "127.0.0.1:0"}, extra...)...)
+	p := start(t, append([]string{"demo", "--port", "0", "--control-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, extra...)...)
 	addr := p.waitFor(`Gateway ingress listening on (\S+)`, 60*time.Second)[1]
 	p.waitFor(`Press Ctrl-C to stop`, 10*time.Second)
 	url := "http://" + addr

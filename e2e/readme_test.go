@@ -28,7 +28,7 @@ func TestReadmeMeshFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte(mesh), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, "up", "-f", file, "--control-addr", "127.0.0.1:0")
+	p := start(t, "up", "-f", file, "--control-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
 	addr := p.waitFor(`Gateway ingress listening on (\S+)`, 60*time.Second)[1]
 	code, body := get(t, "http://"+addr+"/goods", "x-swimlane", "feat-123")
 	if code != 200 || !strings.HasPrefix(body, "Goods Swimlane: feat-123\nPricing Swimlane: main\n") {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
@@ -93,8 +94,8 @@ func (c *compiler) virtualServices() {
 }
 
 func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {
-	c.onlyFields(at, path, r, "name", "match", "route")
-	rt := &snapshot.HTTPRoute{}
+	c.onlyFields(at, path, r, "name", "match", "route", "fault")
+	rt := &snapshot.HTTPRoute{Fault: c.istioFault(at, path+".fault", r.GetFault())}
 	for i, m := range r.GetMatch() {
 		mp := fmt.Sprintf("%s.match[%d]", path, i)
 		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers")
@@ -165,4 +166,55 @@ func (c *compiler) istioString(at errorf, path string, m *networking.StringMatch
 	}
 	c.fail(at(path, "one of exact, prefix or regex is required"))
 	return nil
+}
+
+// istioFault compiles a fault. A share that is not set means every request, as in Istio.
+func (c *compiler) istioFault(at errorf, path string, f *networking.HTTPFaultInjection) *snapshot.Fault {
+	if f == nil {
+		return nil
+	}
+	out := &snapshot.Fault{}
+	share := func(p string, pct *networking.Percent, legacy int32) float64 {
+		switch {
+		case pct != nil:
+			if v := pct.GetValue(); v < 0 || v > 100 {
+				c.fail(at(p+".percentage.value", "%v is not a percentage in 0..100", v))
+			}
+			return pct.GetValue()
+		case legacy != 0:
+			if legacy < 0 || legacy > 100 {
+				c.fail(at(p+".percent", "%d is not a percentage in 0..100", legacy))
+			}
+			return float64(legacy)
+		}
+		return 100
+	}
+	if d := f.GetDelay(); d != nil {
+		c.onlyFields(at, path+".delay", d, "fixedDelay", "percentage", "percent")
+		if d.GetFixedDelay() == nil {
+			c.fail(at(path+".delay", "fixedDelay is required"))
+		} else {
+			out.Delay = &snapshot.FaultDelay{Fixed: snapshot.Duration{Duration: d.GetFixedDelay().AsDuration()}, Percent: share(path+".delay", d.GetPercentage(), d.GetPercent())}
+		}
+	}
+	if a := f.GetAbort(); a != nil {
+		c.onlyFields(at, path+".abort", a, "httpStatus", "grpcStatus", "percentage")
+		abort := &snapshot.FaultAbort{Percent: share(path+".abort", a.GetPercentage(), 0)}
+		switch {
+		case a.GetGrpcStatus() != "":
+			var code codes.Code
+			if err := code.UnmarshalJSON([]byte(`"` + a.GetGrpcStatus() + `"`)); err != nil {
+				c.fail(at(path+".abort.grpcStatus", "%q is not a gRPC status name like UNAVAILABLE", a.GetGrpcStatus()))
+			}
+			n := int(code)
+			abort.GRPCStatus = &n
+			abort.HTTPStatus = 503 // for callers that are not gRPC
+		case a.GetHttpStatus() >= 200 && a.GetHttpStatus() <= 599:
+			abort.HTTPStatus = int(a.GetHttpStatus())
+		default:
+			c.fail(at(path+".abort.httpStatus", "want an HTTP status in 200..599, got %d", a.GetHttpStatus()))
+		}
+		out.Abort = abort
+	}
+	return out
 }

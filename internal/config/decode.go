@@ -150,6 +150,7 @@ func appendJSONString(buf []byte, s string) []byte {
 // decodeProto decodes value (under key, at path) into m with protojson, which rejects unknown
 // fields, and reports errors on d.
 func (d *doc) decodeProto(key, value *yaml.Node, path string, m proto.Message) {
+	normalizeDurations(value, m.ProtoReflect().Descriptor())
 	data, lines, ok := d.toJSON(key, value, path)
 	if !ok {
 		return

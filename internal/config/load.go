@@ -255,6 +255,9 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 	case "VirtualService":
 		s := &networking.VirtualService{}
 		if spec != nil {
+			if field := upgradeLegacyAbortPercent(spec); field != "" {
+				d.fail(specKey.Line, field, "set either the legacy percent or percentage, not both")
+			}
 			d.decodeProto(specKey, spec, "spec", s)
 		}
 		set.VirtualServices = append(set.VirtualServices, &Object[*networking.VirtualService]{d.src, s, root})

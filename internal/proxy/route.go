@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -62,6 +65,11 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 			w.Header().Set(fallbackHeader, snapshot.JoinChain(d.Tried))
 		}
 	}
+	// Faults come before endpoints, as Envoy's fault filter comes before its router: an
+	// injected abort answers even when nothing could serve.
+	if d.Route != nil && d.Route.Fault != nil && p.injectFault(w, r, d.Route.Fault) {
+		return
+	}
 	if d.Endpoint == nil {
 		status := http.StatusServiceUnavailable
 		msg := "swimlane: " + d.NoEndpointReason()
@@ -105,3 +113,31 @@ func (p *Proxy) targetFor(svc *snapshot.Service, ep *snapshot.Endpoint) *target 
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// injectFault applies f to one request: maybe a delay, then maybe an abort. It reports whether
+// the request was answered (aborted, or the caller left during the delay).
+func (p *Proxy) injectFault(w http.ResponseWriter, r *http.Request, f *snapshot.Fault) bool {
+	if d := f.Delay; d != nil && rand.Float64()*100 < d.Percent {
+		select {
+		case <-time.After(d.Fixed.Duration):
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	a := f.Abort
+	if a == nil || rand.Float64()*100 >= a.Percent {
+		return false
+	}
+	if a.GRPCStatus != nil && isGRPC(r) {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(*a.GRPCStatus))
+		h.Set("Grpc-Message", "fault filter abort")
+		w.WriteHeader(http.StatusOK)
+		return true
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(a.HTTPStatus)
+	fmt.Fprintln(w, "fault filter abort")
+	return true
+}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"swimlane.dev/swimlane/internal/lane"
 )
@@ -18,8 +19,42 @@ type HTTPRoute struct {
 	Name         string        `json:"name"`
 	Match        []HTTPMatch   `json:"match,omitempty"`
 	Destinations []Destination `json:"destinations"`
+	// Fault, if set, delays and/or aborts a share of the matched requests before they are
+	// forwarded, whichever lane they are in (see README, lanes and routing rules).
+	Fault *Fault `json:"fault,omitempty"`
 
 	totalWeight int
+}
+
+// Fault is Istio's HTTPFaultInjection: a delay, an abort, or both (delay first).
+type Fault struct {
+	Delay *FaultDelay `json:"delay,omitempty"`
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay holds Percent (0..100) of requests for Fixed before they go on.
+type FaultDelay struct {
+	Fixed   Duration `json:"fixed"`
+	Percent float64  `json:"percent"`
+}
+
+// FaultAbort answers Percent (0..100) of requests at once with HTTPStatus, or, for gRPC
+// callers when GRPCStatus is set (a code number, 0..16), with that gRPC status.
+type FaultAbort struct {
+	HTTPStatus int     `json:"httpStatus,omitempty"`
+	GRPCStatus *int    `json:"grpcStatus,omitempty"`
+	Percent    float64 `json:"percent"`
+}
+
+// Duration is a time.Duration that encodes as "250ms" in JSON.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	v, err := time.ParseDuration(strings.Trim(string(b), `"`))
+	d.Duration = v
+	return err
 }
 
 // HTTPMatch holds conditions that must all hold (AND).

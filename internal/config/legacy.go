@@ -40,7 +40,6 @@ func upgradeLegacyAbortPercent(spec *yaml.Node) (conflict string) {
 	return ""
 }
 
-
 // normalizeDurations rewrites, in the YAML tree of a message of type desc, every
 // google.protobuf.Duration value written as a Go duration ("200ms", "1h30m") into the form
 // protojson reads ("0.2s"). Istio's own decoder accepts both, and its docs use both; protojson

@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -94,8 +95,14 @@ func (c *compiler) virtualServices() {
 }
 
 func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {
-	c.onlyFields(at, path, r, "name", "match", "route", "fault")
-	rt := &snapshot.HTTPRoute{Fault: c.istioFault(at, path+".fault", r.GetFault())}
+	c.onlyFields(at, path, r, "name", "match", "route", "fault", "timeout", "retries")
+	rt := &snapshot.HTTPRoute{Fault: c.istioFault(at, path+".fault", r.GetFault()), Retries: c.istioRetries(at, path+".retries", r.GetRetries())}
+	if r.GetTimeout() != nil {
+		rt.Timeout.Duration = r.GetTimeout().AsDuration()
+		if rt.Timeout.Duration < time.Millisecond {
+			c.fail(at(path+".timeout", "must be at least 1ms (0s: omit the field for no timeout)"))
+		}
+	}
 	for i, m := range r.GetMatch() {
 		mp := fmt.Sprintf("%s.match[%d]", path, i)
 		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers")
@@ -217,4 +224,32 @@ func (c *compiler) istioFault(at errorf, path string, f *networking.HTTPFaultInj
 		out.Abort = abort
 	}
 	return out
+}
+
+// istioRetries compiles a retry policy; nil (no retries field) means Istio's default.
+func (c *compiler) istioRetries(at errorf, path string, r *networking.HTTPRetry) *snapshot.RetryPolicy {
+	if r == nil {
+		return nil
+	}
+	c.onlyFields(at, path, r, "attempts", "perTryTimeout", "retryOn", "backoff")
+	p := &snapshot.RetryPolicy{Attempts: int(r.GetAttempts())}
+	if p.Attempts < 0 {
+		c.fail(at(path+".attempts", "must not be negative"))
+	}
+	if r.GetPerTryTimeout() != nil {
+		p.PerTry.Duration = r.GetPerTryTimeout().AsDuration()
+	}
+	if r.GetBackoff() != nil {
+		p.Backoff.Duration = r.GetBackoff().AsDuration()
+	}
+	on := r.GetRetryOn()
+	if on == "" {
+		on = snapshot.DefaultRetryOn
+	}
+	conds, err := snapshot.ParseRetryOn(on)
+	if err != nil {
+		c.fail(at(path+".retryOn", "%v", err))
+	}
+	p.On = conds
+	return p
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,67 +27,197 @@ type target struct {
 	// reroute, if set, is called when addr refused the connection: it ejects addr and
 	// returns another target for the same request, or nil when there is none.
 	reroute func(failed string) *target
+	// repick, if set, picks a target again for a retry (no ejection).
+	repick func() *target
+	// retry is the route's retry policy; nil for none.
+	retry *snapshot.RetryPolicy
 }
 
 // maxReroutes bounds how many endpoints one request tries after connection failures.
 const maxReroutes = 2
 
-// rerouting retries a request on another endpoint when the connection to the chosen one
-// fails. That is safe for any method: a failed dial means the app never saw the request.
-// The body is guarded so the transport's close on failure does not consume it.
+// maxReplay is the largest request body kept for a retry; larger bodies are not retried
+// (except after a failed dial, when nothing was sent).
+const maxReplay = 64 << 10
+
+// rerouting sends a request again when that is safe and asked for:
+//   - on another endpoint when the connection to the chosen one fails: always, for any
+//     method, because the app never saw the request;
+//   - under the route's retry policy, when the answer or failure matches retryOn, after a
+//     jittered exponential backoff, each try bounded by perTryTimeout.
+//
+// Bodies are recorded as they are sent so a retry can replay them; a body larger than
+// maxReplay, or one still streaming when the answer came, is not retried.
 type rerouting struct{ base http.RoundTripper }
 
 var _ http.RoundTripper = rerouting{}
 
 func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 	t, _ := req.Context().Value(targetKey{}).(*target)
-	if t == nil || t.reroute == nil {
+	if t == nil || t.reroute == nil && t.retry == nil {
 		return rt.base.RoundTrip(req)
 	}
-	var guard *replayGuard
+	policy := t.retry
+	var body *replayBody
 	if req.Body != nil && req.Body != http.NoBody {
-		guard = &replayGuard{ReadCloser: req.Body}
-		req.Body = guard
+		body = &replayBody{src: req.Body, record: policy != nil && policy.Attempts > 0}
+		req.Body = body
 	}
-	for attempt := 0; ; attempt++ {
-		resp, err := rt.base.RoundTrip(req)
-		if err == nil || attempt >= maxReroutes || !isDialError(err) || guard != nil && guard.touched.Load() {
+	dials, retries := 0, 0
+	for {
+		try := req
+		var cancel context.CancelFunc = func() {}
+		if policy != nil && policy.PerTry.Duration > 0 {
+			var ctx context.Context
+			ctx, cancel = context.WithTimeout(req.Context(), policy.PerTry.Duration)
+			try = req.WithContext(ctx)
+		}
+		resp, err := rt.base.RoundTrip(try)
+		var next *target
+		switch {
+		case err != nil && isDialError(err) && t.reroute != nil && dials < maxReroutes && body.replayable():
+			dials++
+			next = t.reroute(t.addr)
+		case policy != nil && retries < policy.Attempts && retriable(policy, resp, err, try) && req.Context().Err() == nil && body.replayable():
+			retries++
+			if resp != nil {
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+			}
+			if !sleepBackoff(req.Context(), policy.Backoff.Duration, retries) {
+				cancel()
+				return nil, req.Context().Err()
+			}
+			next = t
+			if t.repick != nil {
+				next = t.repick()
+			}
+			if next == nil {
+				next = t
+			}
+			resp, err = nil, nil
+		default:
+			if resp != nil {
+				resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+			} else {
+				cancel()
+			}
 			return resp, err
 		}
-		next := t.reroute(t.addr)
-		if next == nil {
+		cancel()
+		if next == nil { // no endpoint left after a failed dial
 			return resp, err
 		}
 		t = next
 		req = req.Clone(req.Context())
 		req.URL.Host = t.addr
-		if guard != nil {
-			req.Body = guard
+		if body != nil {
+			body.rewind()
+			req.Body = body
 		}
 	}
 }
 
-// replayGuard lets a request body be sent again after a failed dial: it records whether any
-// byte was read, and ignores Close until then (the server closes the inbound body when the
-// handler ends).
-type replayGuard struct {
+// retriable reports whether the outcome of one try matches the policy.
+func retriable(p *snapshot.RetryPolicy, resp *http.Response, err error, try *http.Request) bool {
+	if err != nil {
+		perTryTimeout := errors.Is(try.Context().Err(), context.DeadlineExceeded)
+		return p.RetryReset(perTryTimeout)
+	}
+	grpcStatus := -1
+	if g := resp.Header.Get("Grpc-Status"); g != "" {
+		if n, err := strconv.Atoi(g); err == nil {
+			grpcStatus = n
+		}
+	}
+	return p.RetryStatus(resp.StatusCode, grpcStatus)
+}
+
+// sleepBackoff waits base * 2^(n-1), with full jitter, capped at 10 * base (Envoy's rule).
+func sleepBackoff(ctx context.Context, base time.Duration, n int) bool {
+	limit := min(base<<(n-1), 10*base)
+	select {
+	case <-time.After(time.Duration(rand.Int64N(int64(limit) + 1))):
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// cancelOnClose releases a try's timeout when the response body is done with.
+type cancelOnClose struct {
 	io.ReadCloser
-	touched atomic.Bool
+	cancel context.CancelFunc
 }
 
-func (g *replayGuard) Read(p []byte) (int, error) {
-	g.touched.Store(true)
-	return g.ReadCloser.Read(p)
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
-// Close passes through once the body was read from: it can no longer be replayed, and the
-// transport must be able to end the copy (see Rewrite).
-func (g *replayGuard) Close() error {
-	if g.touched.Load() {
-		return g.ReadCloser.Close()
+// replayBody is a request body that can be sent again: untouched after a failed dial, or
+// when recording is on, once it was read to the end within maxReplay. Close is ignored until
+// the body was read from (the transport closes it after a failed dial, and the server closes
+// the inbound body when the handler ends), and passed through afterwards, which the transport
+// needs to end an HTTP/2 request-body copy (see Rewrite).
+//
+// Read runs on the transport's body-copy goroutine and may block for as long as a client
+// stream stays open, so it holds no lock: the flags are atomic, and recorded and pos belong to
+// the reader; rewind runs only when no read is in flight (never started, or ended at EOF).
+type replayBody struct {
+	src      io.ReadCloser
+	record   bool
+	recorded []byte
+	pos      int
+	touched  atomic.Bool // read from at least once
+	eof      atomic.Bool // src reached its end
+	overflow atomic.Bool // the body exceeded maxReplay
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.touched.Store(true)
+	if b.pos < len(b.recorded) {
+		n := copy(p, b.recorded[b.pos:])
+		b.pos += n
+		return n, nil
+	}
+	if b.eof.Load() {
+		return 0, io.EOF
+	}
+	n, err := b.src.Read(p)
+	if b.record && !b.overflow.Load() {
+		if len(b.recorded)+n > maxReplay {
+			b.overflow.Store(true)
+			b.recorded = nil
+		} else {
+			b.recorded = append(b.recorded, p[:n]...)
+			b.pos = len(b.recorded)
+		}
+	}
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+func (b *replayBody) Close() error {
+	if b.touched.Load() {
+		return b.src.Close()
 	}
 	return nil
 }
+
+// replayable reports whether the body can be sent again; a nil body always can.
+func (b *replayBody) replayable() bool {
+	if b == nil {
+		return true
+	}
+	return !b.touched.Load() || b.record && b.eof.Load() && !b.overflow.Load()
+}
+
+// rewind makes the next Read start over.
+func (b *replayBody) rewind() { b.pos = 0 }
 
 // isDialError reports whether err happened while connecting, before anything was sent.
 func isDialError(err error) bool {
@@ -143,8 +275,12 @@ func newForwarder(log *slog.Logger) *forwarder {
 				if t.reroute != nil && isDialError(err) {
 					t.reroute(t.addr) // eject it even when no other endpoint was left
 				}
-				if errors.Is(err, context.Canceled) {
+				if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 					return // the caller went away; nobody reads an answer
+				}
+				if errors.Is(err, context.DeadlineExceeded) {
+					writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what)
+					return
 				}
 				log.Warn("upstream error", "upstream", t.what, "err", err)
 				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what, err))

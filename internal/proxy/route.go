@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -80,6 +81,11 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		writeError(w, r, status, msg)
 		return
 	}
+	if d.Route != nil && d.Route.Timeout.Duration > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), d.Route.Timeout.Duration)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	ep := d.Endpoint
 	p.log.Debug("route", "method", r.Method, "host", r.Host, "path", r.URL.Path, "service", d.Service.Name,
 		"lane_asked", d.Asked, "lane_served", d.Served, "fallback", d.Fallback(), "endpoint", ep.Workload)
@@ -102,11 +108,34 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 			return nil
 		}
 		next := p.targetFor(again.Service, again.Endpoint)
-		next.reroute = t.reroute
+		next.reroute, next.repick, next.retry = t.reroute, t.repick, t.retry
+		return next
+	}
+	t.retry = defaultRetry
+	if d.Route != nil && d.Route.Retries != nil {
+		t.retry = d.Route.Retries
+	}
+	t.repick = func() *target {
+		// A retry goes to the next endpoint of the same lane or subset, as Envoy's load
+		// balancer picks again.
+		var ep *snapshot.Endpoint
+		if d.Subset != "" {
+			ep = d.Service.SubsetSet(d.Subset).Pick(p.ejector.usable)
+		} else if set := d.Service.LaneSet(d.Served); set != nil {
+			ep = set.Pick(p.ejector.usable)
+		}
+		if ep == nil {
+			return nil
+		}
+		next := p.targetFor(d.Service, ep)
+		next.reroute, next.repick, next.retry = t.reroute, t.repick, t.retry
 		return next
 	}
 	p.fwd.forward(w, r, t)
 }
+
+// defaultRetry is Istio's retry policy for routes that set none.
+var defaultRetry = snapshot.IstioDefaultRetry()
 
 func (p *Proxy) targetFor(svc *snapshot.Service, ep *snapshot.Endpoint) *target {
 	return &target{addr: ep.Address, protocol: ep.Protocol, what: svc.Name + "/" + ep.Workload + " (" + ep.Address + ")"}

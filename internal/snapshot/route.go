@@ -22,6 +22,11 @@ type HTTPRoute struct {
 	// Fault, if set, delays and/or aborts a share of the matched requests before they are
 	// forwarded, whichever lane they are in (see README, lanes and routing rules).
 	Fault *Fault `json:"fault,omitempty"`
+	// Timeout bounds the whole request, retries included; zero for none.
+	Timeout Duration `json:"timeout,omitzero"`
+	// Retries is the route's retry policy; nil means Istio's default (IstioDefaultRetry),
+	// and zero Attempts means none.
+	Retries *RetryPolicy `json:"retries,omitempty"`
 
 	totalWeight int
 }
@@ -56,6 +61,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	d.Duration = v
 	return err
 }
+
+// IsZero reports a zero duration, so `omitzero` leaves it out of the JSON.
+func (d Duration) IsZero() bool { return d.Duration == 0 }
 
 // HTTPMatch holds conditions that must all hold (AND).
 type HTTPMatch struct {
@@ -107,6 +115,11 @@ func (r *HTTPRoute) prepare() error {
 	}
 	if len(r.Destinations) == 0 {
 		return fmt.Errorf("no destination")
+	}
+	if r.Retries != nil {
+		if err := r.Retries.prepare(); err != nil {
+			return err
+		}
 	}
 	r.totalWeight = 0
 	for _, d := range r.Destinations {

@@ -78,6 +78,8 @@ type Mesh struct {
 	outMu   sync.Mutex
 	mu      sync.Mutex
 	running map[string]*workload
+	// generation counts the instances started per workload name, for replacement names.
+	generation map[string]int
 }
 
 // Start loads the files, starts everything and returns once all listeners are bound and
@@ -111,7 +113,7 @@ func Start(ctx context.Context, opts Options) (*Mesh, error) {
 		return nil, fmt.Errorf("local: want exactly one Mesh (swimlane.dev/v1alpha1) among %s, found %d", strings.Join(opts.Files, ", "), len(set.Meshes))
 	}
 	m := &Mesh{opts: opts, log: opts.Log, reg: registry.New(), gateways: map[string]string{},
-		spec: set.Meshes[0].Spec, meshFile: set.Meshes[0].File, running: map[string]*workload{}}
+		spec: set.Meshes[0].Spec, meshFile: set.Meshes[0].File, running: map[string]*workload{}, generation: map[string]int{}}
 	if err := m.checkWorkloads(set.Meshes[0]); err != nil {
 		return nil, err
 	}

@@ -27,7 +27,10 @@ const stopGrace = 5 * time.Second
 // workload is one started workload: its sidecar, health check and process all stop when
 // cancel is called; done closes once they have.
 type workload struct {
-	spec   config.MeshWorkload
+	spec config.MeshWorkload
+	// name is the workload's name in the registry, logs and metrics: the spec's name, with
+	// "#N" for the Nth replacement while it overlaps its predecessor.
+	name   string
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -118,12 +121,17 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		protocol, _ = snapshot.ParseProtocol(spec.Protocol)
 	}
 	ctx, cancel := context.WithCancel(meshCtx)
-	w := &workload{spec: spec, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
+	name := spec.Name
+	if gen := m.generation[spec.Name]; gen > 0 {
+		name = fmt.Sprintf("%s#%d", spec.Name, gen+1)
+	}
+	m.generation[spec.Name]++
+	w := &workload{spec: spec, name: name, cancel: cancel, done: make(chan struct{})}
 	m.running[spec.Name] = w
 	m.mu.Unlock()
 	if spec.Address != "" {
-		m.reg.Upsert(registry.Workload{Name: spec.Name, Address: spec.Address, Protocol: protocol, Labels: spec.Labels})
+		m.reg.Upsert(registry.Workload{Name: name, Address: spec.Address, Protocol: protocol, Labels: spec.Labels})
 		var h *healthCheck
 		if spec.Health != nil {
 			var err error
@@ -135,7 +143,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		m.goRun(func() {
 			defer close(w.done)
 			if h != nil {
-				m.watchHealth(ctx, nil, spec.Name, h)
+				m.watchHealth(ctx, nil, name, h)
 			}
 			<-ctx.Done()
 		})
@@ -158,7 +166,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		return err
 	}
 
-	p := m.newProxy("sidecar~" + spec.Name)
+	p := m.newProxy("sidecar~" + name)
 	m.goRun(func() { <-ctx.Done(); m.admin.Remove(p) })
 	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })
@@ -193,7 +201,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		cancel()
 		return fmt.Errorf("local: workload %s: start %q: %w", spec.Name, args[0], err)
 	}
-	m.log.Info("workload started", "workload", spec.Name, "lane", laneName, "pid", cmd.Process.Pid, "app", appAddr, "inbound", inLis.Addr().String(), "outbound", outLis.Addr().String())
+	m.log.Info("workload started", "workload", name, "lane", laneName, "pid", cmd.Process.Pid, "app", appAddr, "inbound", inLis.Addr().String(), "outbound", outLis.Addr().String())
 
 	var outputs sync.WaitGroup
 	outputs.Add(2)
@@ -206,9 +214,9 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		outputs.Wait()
 		err := cmd.Wait()
 		close(exited)
-		m.reg.Remove(spec.Name)
+		m.reg.Remove(name)
 		if ctx.Err() == nil {
-			m.log.Warn("workload exited; its endpoints left the registry", "workload", spec.Name, "lane", laneName, "status", exitStatus(err))
+			m.log.Warn("workload exited; its endpoints left the registry", "workload", name, "lane", laneName, "status", exitStatus(err))
 			cancel() // its sidecar goes with it
 		}
 		m.mu.Lock()
@@ -217,7 +225,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		}
 		m.mu.Unlock()
 	})
-	m.goRun(func() { m.awaitReady(ctx, exited, spec, appAddr, inLis.Addr().String(), protocol) })
+	m.goRun(func() { m.awaitReady(ctx, exited, name, spec, appAddr, inLis.Addr().String(), protocol) })
 	m.goRun(func() {
 		select {
 		case <-exited:
@@ -229,18 +237,18 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 }
 
 // awaitReady registers the workload once its app port accepts connections.
-func (m *Mesh) awaitReady(ctx context.Context, exited <-chan struct{}, spec config.MeshWorkload, appAddr, inbound string, protocol snapshot.Protocol) {
+func (m *Mesh) awaitReady(ctx context.Context, exited <-chan struct{}, name string, spec config.MeshWorkload, appAddr, inbound string, protocol snapshot.Protocol) {
 	tick := time.NewTicker(readinessPoll)
 	defer tick.Stop()
 	for {
 		c, err := net.DialTimeout("tcp", appAddr, time.Second)
 		if err == nil {
 			c.Close()
-			m.reg.Upsert(registry.Workload{Name: spec.Name, Address: inbound, Protocol: protocol, Labels: spec.Labels})
-			m.log.Info("workload ready", "workload", spec.Name, "lane", spec.Labels[m.laneLabel()])
+			m.reg.Upsert(registry.Workload{Name: name, Address: inbound, Protocol: protocol, Labels: spec.Labels})
+			m.log.Info("workload ready", "workload", name, "lane", spec.Labels[m.laneLabel()])
 			if spec.Health != nil {
 				if h, err := newHealthCheck(spec.Health, appAddr); err == nil {
-					m.watchHealth(ctx, exited, spec.Name, h)
+					m.watchHealth(ctx, exited, name, h)
 				}
 			}
 			return
@@ -287,34 +295,39 @@ func (m *Mesh) prefixLines(wg *sync.WaitGroup, prefix string, r io.Reader) {
 	}
 }
 
-// stopWorkload removes a running workload without failing requests: it is marked draining,
-// so the proxies send it nothing new once they have that snapshot; then it is stopped (its
-// app finishes what it has in flight on SIGTERM, its sidecar drains) and leaves the registry.
+// stopWorkload removes a running workload without failing requests (see drain).
 func (m *Mesh) stopWorkload(ctx context.Context, name string) {
 	m.mu.Lock()
 	w := m.running[name]
 	delete(m.running, name)
 	m.mu.Unlock()
-	if w == nil {
-		return
+	if w != nil {
+		m.drain(ctx, w)
 	}
-	if m.reg.SetHealth(name, "draining") {
+}
+
+// drain marks w draining, so the proxies send it nothing new once they have that snapshot;
+// then stops it (its app finishes what it has in flight on SIGTERM, its sidecar drains) and
+// takes it out of the registry.
+func (m *Mesh) drain(ctx context.Context, w *workload) {
+	if m.reg.SetHealth(w.name, "draining") {
 		_, v, _ := m.reg.List()
 		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := m.waitPropagated(wait, v); err != nil {
-			m.log.Warn("workload drain: proxies did not all catch up; stopping anyway", "workload", name, "err", err)
+			m.log.Warn("workload drain: proxies did not all catch up; stopping anyway", "workload", w.name, "err", err)
 		}
 		cancel()
 	}
-	m.log.Info("workload removed from the mesh; stopping it", "workload", name)
+	m.log.Info("workload removed from the mesh; stopping it", "workload", w.name)
 	w.cancel()
 	<-w.done
-	m.reg.Remove(name)
+	m.reg.Remove(w.name)
 }
 
 // syncWorkloads makes the running workloads those of next: new ones start, removed ones are
-// drained and stopped, changed ones are replaced (the new one starts before the old one
-// drains, so a lane never loses its deployment in between).
+// drained and stopped, and a changed one is replaced without a gap: its successor starts
+// (under a new generation name), and the old one drains only once the successor is ready and
+// every proxy knows it, so its lane never falls back in between.
 func (m *Mesh) syncWorkloads(ctx context.Context, next []config.MeshWorkload) {
 	want := map[string]config.MeshWorkload{}
 	for _, w := range next {
@@ -322,33 +335,61 @@ func (m *Mesh) syncWorkloads(ctx context.Context, next []config.MeshWorkload) {
 	}
 	m.mu.Lock()
 	var remove []string
-	var replace []string
+	replaced := map[string]*workload{}
 	for name, w := range m.running {
 		spec, ok := want[name]
 		switch {
 		case !ok:
 			remove = append(remove, name)
 		case !reflect.DeepEqual(spec, w.spec):
-			replace = append(replace, name)
+			replaced[name] = w
 		}
 	}
 	var add []config.MeshWorkload
 	for _, w := range next {
-		if _, ok := m.running[w.Name]; !ok {
+		if _, running := m.running[w.Name]; !running || replaced[w.Name] != nil {
 			add = append(add, w)
 		}
 	}
 	m.mu.Unlock()
-	for _, name := range replace {
-		m.stopWorkload(ctx, name)
-		add = append(add, want[name])
-	}
-	for _, w := range add {
-		if err := m.startWorkload(ctx, w); err != nil {
-			m.log.Error("workload could not start", "workload", w.Name, "err", err)
+	for _, spec := range add {
+		if err := m.startWorkload(ctx, spec); err != nil {
+			m.log.Error("workload could not start", "workload", spec.Name, "err", err)
+			continue
+		}
+		if old := replaced[spec.Name]; old != nil {
+			m.awaitSuccessor(ctx, spec.Name)
+			m.drain(ctx, old)
 		}
 	}
 	for _, name := range remove {
 		m.stopWorkload(ctx, name)
+	}
+}
+
+// awaitSuccessor waits (at most 30s) until the running workload named name is registered and
+// every proxy runs a snapshot with it.
+func (m *Mesh) awaitSuccessor(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	w := m.running[name]
+	m.mu.Unlock()
+	for {
+		ws, v, changed := m.reg.List()
+		for _, r := range ws {
+			if r.Name == w.name {
+				_ = m.waitPropagated(ctx, v)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			m.log.Warn("replacement not ready in time; draining its predecessor anyway", "workload", w.name)
+			return
+		case <-w.done:
+			return
+		case <-changed:
+		}
 	}
 }

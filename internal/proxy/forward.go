@@ -31,7 +31,15 @@ type target struct {
 	repick func() *target
 	// retry is the route's retry policy; nil for none.
 	retry *snapshot.RetryPolicy
+	// inbound is set for an inbound sidecar's app: a refused connection there is answered
+	// with a marked 502 (appRefusedHeader), so the calling sidecar treats it as its own.
+	inbound bool
 }
+
+// appRefusedHeader marks an inbound sidecar's 502 for an app that refused the connection:
+// the app never saw the request, so the caller may send it elsewhere, as after its own failed
+// dial. Proxies strip it from every other response, so an app cannot forge it.
+const appRefusedHeader = "X-Swimlane-App-Refused"
 
 // maxReroutes bounds how many endpoints one request tries after connection failures.
 const maxReroutes = 2
@@ -73,6 +81,11 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 			try = req.WithContext(ctx)
 		}
 		resp, err := rt.base.RoundTrip(try)
+		if resp != nil && resp.StatusCode == http.StatusBadGateway && resp.Header.Get(appRefusedHeader) != "" {
+			// The endpoint's sidecar answered, but its app refused: the same as a failed dial.
+			resp.Body.Close()
+			resp, err = nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("the app behind " + t.addr + " refused the connection")}
+		}
 		var next *target
 		switch {
 		case err != nil && isDialError(err) && t.reroute != nil && dials < maxReroutes && body.replayable():
@@ -278,6 +291,9 @@ func newForwarder(log *slog.Logger) *forwarder {
 				if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 					return // the caller went away; nobody reads an answer
 				}
+				if t.inbound && isDialError(err) {
+					w.Header().Set(appRefusedHeader, "1")
+				}
 				if errors.Is(err, context.DeadlineExceeded) {
 					writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what)
 					return
@@ -297,6 +313,7 @@ func newForwarder(log *slog.Logger) *forwarder {
 // HEADERS and an empty DATA frame; gRPC clients then ignore the status and fail with "server
 // closed the stream without sending trailers". As real trailers the status survives any split.
 func grpcStatusToTrailers(res *http.Response) error {
+	res.Header.Del(appRefusedHeader) // only a proxy's own error may carry it
 	status := res.Header.Get("Grpc-Status")
 	if status == "" || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/grpc") {
 		return nil

@@ -18,7 +18,7 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 	if protocol == snapshot.TCP {
 		return p.serveInboundTCP(ctx, lis, appAddr)
 	}
-	t := &target{addr: appAddr, protocol: protocol, what: "app (" + appAddr + ")"}
+	t := &target{addr: appAddr, protocol: protocol, what: "app (" + appAddr + ")", inbound: true}
 	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		snap := p.Snapshot()
 		names := snap.Mesh.LaneNames()

@@ -69,8 +69,8 @@ type ValueFrom struct {
 //     get Lane;
 //   - LaneFrom: the lane is the From value itself (validated as a lane name);
 //   - Users + Lane: requests whose From value is one of the user IDs get Lane;
-//   - Buckets: the From value hashed (FNV-1a 64) modulo len(Lanes) picks the lane, sticky
-//     per user; with Numeric, an integer ID is used as is (odd/even with two lanes);
+//   - Buckets: the From value hashed (FNV-1a 64 with splitmix64's finaliser) modulo
+//     len(Lanes) picks the lane, sticky per user; with Numeric, an integer ID is used as is (odd/even with two lanes);
 //   - Percent + Lane: that share of users (by the same hash, modulo 10000, below
 //     Percent*100) gets Lane, sticky per user.
 type EntryRule struct {

@@ -201,11 +201,12 @@ func TestIncoming(t *testing.T) {
 	}
 }
 
-// fnvIndex computes the FNV-1a bucket with the standard library, independently of fnv1a64.
+// fnvIndex computes the bucket with the standard library's FNV-1a, independently of
+// fnv1a64, finished with the package's mixer.
 func fnvIndex(id string, n uint64) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(id))
-	return h.Sum64() % n
+	return mix64(h.Sum64()) % n
 }
 
 func TestFNV(t *testing.T) {
@@ -668,4 +669,17 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestUserHashMixesLowBits guards against raw FNV-1a's weak low bits: with two buckets, the
+// odd-numbered IDs user-1, user-3, ... must not all land in one bucket.
+func TestUserHashMixesLowBits(t *testing.T) {
+	var odd [2]int
+	for i := 1; i < 200; i += 2 {
+		odd[userHash(fmt.Sprintf("user-%d", i))%2]++
+	}
+	// 100 IDs, p = 1/2: sd 5; allow 5 sd.
+	if odd[0] < 25 || odd[1] < 25 {
+		t.Errorf("odd-numbered IDs split %v over two buckets; want about 50/50", odd)
+	}
 }

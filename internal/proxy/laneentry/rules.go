@@ -167,7 +167,7 @@ func (c *rule) evalBuckets(req *request) lane.Lane {
 			return c.lanes[u%n]
 		}
 	}
-	return c.lanes[fnv1a64(id)%n]
+	return c.lanes[userHash(id)%n]
 }
 
 // evalPercent: Percent + Lane. The From value is the user ID; an empty or absent ID yields
@@ -177,7 +177,7 @@ func (c *rule) evalBuckets(req *request) lane.Lane {
 // Buckets rules over the same ID use the same hash, so their choices are not independent.
 func (c *rule) evalPercent(req *request) lane.Lane {
 	id, _ := req.lookup(&c.from)
-	if id == "" || !(float64(fnv1a64(id)%10000) < c.threshold) {
+	if id == "" || !(float64(userHash(id)%10000) < c.threshold) {
 		return ""
 	}
 	return c.lane
@@ -247,6 +247,22 @@ func (req *request) lookup(s *source) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// userHash spreads user IDs over buckets: FNV-1a 64 finished with splitmix64's mixer. FNV-1a
+// alone mixes its low bits poorly (its lowest bit is the parity of the bytes' lowest bits,
+// so with two buckets "user-1", "user-3" and "user-5" always shared one); the finisher makes
+// every output bit depend on every input bit, so any modulus splits users evenly.
+func userHash(id string) uint64 { return mix64(fnv1a64(id)) }
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // fnv1a64 is FNV-1a 64 of s (as hash/fnv.New64a), without the allocations of the

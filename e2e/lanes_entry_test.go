@@ -208,7 +208,7 @@ func TestLaneEntryRules(t *testing.T) {
 			t.Fatalf("lanes over %d users: %v, want only blue and green", users, n)
 		}
 		laneWithinSigmas(t, "hashed buckets: blue", n["blue"], users, 0.5, 5)
-		// The bucket is FNV-1a 64 of the ID modulo the number of lanes, as documented.
+		// The bucket is the documented user hash of the ID modulo the number of lanes.
 		wrong := 0
 		for i, l := range got {
 			if want := []string{"blue", "green"}[fnv1a(fmt.Sprintf("session-%d", i))%2]; l != want {
@@ -216,7 +216,7 @@ func TestLaneEntryRules(t *testing.T) {
 			}
 		}
 		if wrong > 0 {
-			t.Errorf("%d of %d users are not in the bucket FNV-1a 64 %% 2 names", wrong, users)
+			t.Errorf("%d of %d users are not in the bucket the user hash %% 2 names", wrong, users)
 		}
 		// Sticky: the same users again get the same lanes.
 		for i := 0; i < 50; i++ {
@@ -260,18 +260,24 @@ func TestLaneEntryRules(t *testing.T) {
 			t.Errorf("%d of %d users got a different lane the second time", flipped, users)
 		}
 		if wrong > 0 {
-			t.Errorf("%d of %d users disagree with FNV-1a 64 %% 10000 < 1000", wrong, users)
+			t.Errorf("%d of %d users disagree with user hash %% 10000 < 1000", wrong, users)
 		}
 	})
 }
 
-// fnv1a is FNV-1a 64, the hash the entry rules document.
+// fnv1a is the user hash the entry rules document: FNV-1a 64 finished with splitmix64's
+// mixer, computed here independently of the product's code.
 func fnv1a(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
 	return h
 }
 

@@ -235,10 +235,15 @@ func TestDeadUpstream(t *testing.T) {
 		}
 	})
 	t.Run("app behind its sidecar down", func(t *testing.T) {
+		// The app's sidecar marks its 502; the caller's sidecar treats it as its own refused
+		// dial (no other endpoint here) and names the endpoint; the marker never reaches the app.
 		res := do(t, c, "GET", "http://deadapp/", "", nil)
-		want := "upstream app (" + deadApp + "): "
-		if res.StatusCode != http.StatusBadGateway || !strings.HasPrefix(res.body, want) {
-			t.Errorf("got %d %q, want 502 starting %q (the sidecar's answer, passed through)", res.StatusCode, res.body, want)
+		want := "upstream deadapp/deadapp-main ("
+		if res.StatusCode != http.StatusBadGateway || !strings.HasPrefix(res.body, want) || !strings.Contains(res.body, "refused the connection") {
+			t.Errorf("got %d %q, want 502 starting %q, saying the app refused", res.StatusCode, res.body, want)
+		}
+		if res.Header.Get("X-Swimlane-App-Refused") != "" {
+			t.Error("the refusal marker leaked to the client")
 		}
 	})
 }

@@ -41,14 +41,14 @@ func benchLanes(i int) [3]string {
 	return [3]string{"main", fmt.Sprintf("feature-%d", i%50), fmt.Sprintf("feature-%d", 50+i%50)}
 }
 
-func largeMeshYAML() string {
+func largeMeshYAML(services int) string {
 	var b strings.Builder
-	b.Grow(benchServices * 200)
+	b.Grow(services * 200)
 	b.WriteString("apiVersion: swimlane.dev/v1alpha1\nkind: Mesh\nmetadata: {name: bench}\nspec:\n  services:\n")
-	for i := 0; i < benchServices; i++ {
+	for i := 0; i < services; i++ {
 		fmt.Fprintf(&b, "  - {name: svc-%d, port: 80, selector: {app: svc-%d}}\n", i, i)
 	}
-	for i := 0; i < benchServices; i += benchRoutedEvery {
+	for i := 0; i < services; i += benchRoutedEvery {
 		lanes := benchLanes(i)
 		fmt.Fprintf(&b, `---
 apiVersion: networking.istio.io/v1
@@ -84,9 +84,9 @@ spec:
 	return b.String()
 }
 
-func largeMeshWorkloads() []registry.Workload {
-	ws := make([]registry.Workload, 0, benchServices*benchEndpointsPer)
-	for i := 0; i < benchServices; i++ {
+func largeMeshWorkloads(services int) []registry.Workload {
+	ws := make([]registry.Workload, 0, services*benchEndpointsPer)
+	for i := 0; i < services; i++ {
 		lanes := benchLanes(i)
 		for j := 0; j < benchEndpointsPer; j++ {
 			l := lanes[0]
@@ -108,12 +108,12 @@ func largeMeshWorkloads() []registry.Workload {
 func loadLargeMesh(b *testing.B) *largeMesh {
 	b.Helper()
 	largeMeshOnce.Do(func() {
-		set, err := config.Parse("bench.yaml", []byte(largeMeshYAML()))
+		set, err := config.Parse("bench.yaml", []byte(largeMeshYAML(benchServices)))
 		if err != nil {
 			largeMeshErr = err
 			return
 		}
-		m := &largeMesh{set: set, workloads: largeMeshWorkloads()}
+		m := &largeMesh{set: set, workloads: largeMeshWorkloads(benchServices)}
 		res, err := Compile(m.set, m.workloads, time.Now())
 		if err != nil {
 			largeMeshErr = err
@@ -196,4 +196,26 @@ func BenchmarkCompile10kServices(b *testing.B) {
 		}
 		b.ReportMetric(sizeMB, "MB")
 	})
+}
+
+// BenchmarkCompileScaling compiles the same shape of mesh (10 endpoints and 3 lanes a service,
+// routes for 10%) at growing sizes, to show how compile time grows with the mesh: linear
+// growth doubles the time per doubling of services, quadratic growth quadruples it.
+func BenchmarkCompileScaling(b *testing.B) {
+	for _, n := range []int{250, 500, 1000, 2000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			set, err := config.Parse("bench.yaml", []byte(largeMeshYAML(n)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ws := largeMeshWorkloads(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Compile(set, ws, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/service")
+		})
+	}
 }

@@ -95,7 +95,7 @@ func (c *compiler) virtualServices() {
 }
 
 func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {
-	c.onlyFields(at, path, r, "name", "match", "route", "fault", "timeout", "retries")
+	c.onlyFields(at, path, r, "name", "match", "route", "fault", "timeout", "retries", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors")
 	rt := &snapshot.HTTPRoute{Fault: c.istioFault(at, path+".fault", r.GetFault()), Retries: c.istioRetries(at, path+".retries", r.GetRetries())}
 	if r.GetTimeout() != nil {
 		rt.Timeout.Duration = r.GetTimeout().AsDuration()
@@ -117,6 +117,7 @@ func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *
 		}
 		rt.Match = append(rt.Match, hm)
 	}
+	rt.Mirrors = c.istioMirrors(at, path, r)
 	if len(r.GetRoute()) == 0 {
 		c.fail(at(path, "route is required (redirect and direct responses are not supported yet)"))
 		return nil
@@ -252,4 +253,50 @@ func (c *compiler) istioRetries(at errorf, path string, r *networking.HTTPRetry)
 	}
 	p.On = conds
 	return p
+}
+
+// istioMirrors compiles mirror (with mirrorPercentage, or the legacy mirrorPercent) and
+// mirrors. A share that is not set is 100%, as in Istio.
+func (c *compiler) istioMirrors(at errorf, path string, r *networking.HTTPRoute) []snapshot.Mirror {
+	var out []snapshot.Mirror
+	dest := func(p string, d *networking.Destination) (snapshot.Destination, bool) {
+		c.onlyFields(at, p, d, "host", "subset", "port")
+		out := snapshot.Destination{Host: d.GetHost(), Subset: d.GetSubset(), Port: int(d.GetPort().GetNumber())}
+		svc := c.service(out.Host)
+		if svc == nil {
+			c.warn("%s: no service %q in the mesh; nothing will be mirrored", p, out.Host)
+			return out, false
+		}
+		out.Host = svc.Name
+		if out.Subset != "" && !hasSubset(svc, out.Subset) {
+			c.fail(at(p+".subset", "subset %q of host %q is not defined by any DestinationRule", out.Subset, out.Host))
+		}
+		return out, true
+	}
+	percent := func(p string, pct *networking.Percent) float64 {
+		if pct == nil {
+			return 100
+		}
+		if v := pct.GetValue(); v < 0 || v > 100 {
+			c.fail(at(p+".value", "%v is not a percentage in 0..100", v))
+		}
+		return pct.GetValue()
+	}
+	if m := r.GetMirror(); m != nil {
+		if d, ok := dest(path+".mirror", m); ok {
+			share := percent(path+".mirrorPercentage", r.GetMirrorPercentage())
+			if r.GetMirrorPercentage() == nil && r.GetMirrorPercent() != nil {
+				share = float64(r.GetMirrorPercent().GetValue())
+			}
+			out = append(out, snapshot.Mirror{Destination: d, Percent: share})
+		}
+	}
+	for i, m := range r.GetMirrors() {
+		p := fmt.Sprintf("%s.mirrors[%d]", path, i)
+		c.onlyFields(at, p, m, "destination", "percentage")
+		if d, ok := dest(p+".destination", m.GetDestination()); ok {
+			out = append(out, snapshot.Mirror{Destination: d, Percent: percent(p+".percentage", m.GetPercentage())})
+		}
+	}
+	return out
 }

@@ -245,6 +245,8 @@ type targetKey struct{}
 type forwarder struct {
 	http1 *httputil.ReverseProxy
 	h2c   *httputil.ReverseProxy
+	// transports are the round trippers under the reverse proxies, for mirrored copies.
+	transport1, transport2 http.RoundTripper
 }
 
 func newForwarder(log *slog.Logger) *forwarder {
@@ -304,7 +306,7 @@ func newForwarder(log *slog.Logger) *forwarder {
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
-	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2})}
+	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2}), transport1: h1, transport2: h2}
 }
 
 // grpcStatusToTrailers turns a gRPC "trailers-only" response (grpc-status in the one HEADERS

@@ -81,6 +81,9 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		writeError(w, r, status, msg)
 		return
 	}
+	if d.Route != nil && len(d.Route.Mirrors) > 0 {
+		p.mirror(r, snap, d)
+	}
 	if d.Route != nil && d.Route.Timeout.Duration > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), d.Route.Timeout.Duration)
 		defer cancel()

@@ -27,8 +27,17 @@ type HTTPRoute struct {
 	// Retries is the route's retry policy; nil means Istio's default (IstioDefaultRetry),
 	// and zero Attempts means none.
 	Retries *RetryPolicy `json:"retries,omitempty"`
+	// Mirrors get a copy of a share of the matched requests; their answers are dropped.
+	Mirrors []Mirror `json:"mirrors,omitempty"`
 
 	totalWeight int
+}
+
+// Mirror sends a copy of Percent (0..100) of a route's requests to Destination, which
+// resolves like any destination (subset, or the request's lane).
+type Mirror struct {
+	Destination Destination `json:"destination"`
+	Percent     float64     `json:"percent"`
 }
 
 // Fault is Istio's HTTPFaultInjection: a delay, an abort, or both (delay first).

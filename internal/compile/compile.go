@@ -44,6 +44,7 @@ func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Co
 	c.servicesFromMesh()
 	c.servicesFromKubernetes()
 	c.endpoints(workloads)
+	c.serviceEntries()
 	c.destinationRules()
 	c.virtualServices()
 	c.httpRoutes()
@@ -114,6 +115,15 @@ func (c *compiler) mesh() {
 		}
 		if m.Namespace != "" {
 			c.meshCfg.Namespace = m.Namespace
+		}
+		if p := spec.OutboundTrafficPolicy; p != nil {
+			switch p.Mode {
+			case "", "ALLOW_ANY":
+			case "REGISTRY_ONLY":
+				c.meshCfg.RegistryOnly = true
+			default:
+				c.fail(m.Errorf("spec.outboundTrafficPolicy.mode", "%q: want ALLOW_ANY or REGISTRY_ONLY", p.Mode))
+			}
 		}
 	}
 }

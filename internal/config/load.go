@@ -97,6 +97,7 @@ func (s *Set) Merge(o *Set) {
 	s.HTTPRoutes = append(s.HTTPRoutes, o.HTTPRoutes...)
 	s.Services = append(s.Services, o.Services...)
 	s.Lanes = append(s.Lanes, o.Lanes...)
+	s.ServiceEntries = append(s.ServiceEntries, o.ServiceEntries...)
 	s.LaneEntries = append(s.LaneEntries, o.LaneEntries...)
 }
 
@@ -261,6 +262,12 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 			d.decodeProto(specKey, spec, "spec", s)
 		}
 		set.VirtualServices = append(set.VirtualServices, &Object[*networking.VirtualService]{d.src, s, root})
+	case "ServiceEntry":
+		s := &networking.ServiceEntry{}
+		if spec != nil {
+			d.decodeProto(specKey, spec, "spec", s)
+		}
+		set.ServiceEntries = append(set.ServiceEntries, &Object[*networking.ServiceEntry]{d.src, s, root})
 	case "DestinationRule":
 		s := &networking.DestinationRule{}
 		if spec != nil {
@@ -325,7 +332,7 @@ func notRead(apiVersion, kind string) string {
 	switch {
 	case group == "networking.istio.io" && (version == "v1alpha3" || version == "v1beta1" || version == "v1"):
 		// The three versions share one schema (istio.io/api/networking/v1alpha3).
-		if kind == "VirtualService" || kind == "DestinationRule" {
+		if kind == "VirtualService" || kind == "DestinationRule" || kind == "ServiceEntry" {
 			return ""
 		}
 		return "networking.istio.io " + kind + " is not supported yet"

@@ -77,6 +77,7 @@ type Set struct {
 	Meshes           []*Object[*Mesh]
 	VirtualServices  []*Object[*networking.VirtualService]
 	DestinationRules []*Object[*networking.DestinationRule]
+	ServiceEntries   []*Object[*networking.ServiceEntry]
 	HTTPRoutes       []*Object[*gatewayv1.HTTPRouteSpec]
 	Services         []*Object[*corev1.ServiceSpec]
 	Lanes            []*Object[*Lane]
@@ -124,6 +125,10 @@ type Mesh struct {
 	LaneLabel string `json:"laneLabel,omitempty"`
 	// Baseline is the lane others fall back to; default main.
 	Baseline string `json:"baseline,omitempty"`
+	// OutboundTrafficPolicy says what sidecars do with a request for a host the mesh does not
+	// know: ALLOW_ANY (default, as in Istio) passes it through; REGISTRY_ONLY refuses it
+	// unless a ServiceEntry opens the host.
+	OutboundTrafficPolicy *OutboundTrafficPolicy `json:"outboundTrafficPolicy,omitempty"`
 	// Config lists more config files or folders (Istio, Gateway API, Services), relative to
 	// the mesh file. They are watched: edits apply live.
 	Config []string `json:"config,omitempty"`
@@ -133,6 +138,11 @@ type Mesh struct {
 	Services []MeshService `json:"services,omitempty"`
 	// Workloads are the processes local mode starts, each behind its own sidecar.
 	Workloads []MeshWorkload `json:"workloads,omitempty"`
+}
+
+// OutboundTrafficPolicy is Istio's meshConfig.outboundTrafficPolicy.
+type OutboundTrafficPolicy struct {
+	Mode string `json:"mode"` // ALLOW_ANY or REGISTRY_ONLY
 }
 
 // MeshGateway is an ingress listener on Port (all interfaces of 127.0.0.1 unless Address is

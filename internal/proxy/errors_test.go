@@ -136,10 +136,10 @@ func TestNoEndpoint(t *testing.T) {
 		{
 			name: "unknown host via Host header",
 			send: func(t *testing.T) response {
-				return do(t, direct, "GET", "http://"+out+"/x", "ghost.other-namespace", nil)
+				return do(t, direct, "GET", "http://"+out+"/x", "ghost.other-namespace.svc.cluster.local", nil)
 			},
 			wantStatus: 503,
-			wantBody:   `swimlane: no service "ghost.other-namespace" in the mesh`,
+			wantBody:   `swimlane: no service "ghost.other-namespace.svc.cluster.local" in the mesh`,
 		},
 		{
 			name:       "route pins a subset without endpoints",

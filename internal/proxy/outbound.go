@@ -41,8 +41,13 @@ func (p *Proxy) ServeOutbound(ctx context.Context, lis net.Listener) error {
 func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, tunnels *connQueue) {
 	snap := p.Snapshot()
 	svc := snap.Service(r.Host)
-	if svc == nil {
+	switch {
+	case svc != nil:
+	case snap.Version == 0 || !outsideMesh(r.Host):
 		writeError(w, r, http.StatusServiceUnavailable, "swimlane: no service "+quote(r.Host)+" in the mesh")
+		return
+	case snap.Mesh.RegistryOnly:
+		writeError(w, r, http.StatusBadGateway, blockedMessage(r.Host))
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -59,6 +64,20 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, tunnels *connQue
 		return
 	}
 	tc := &tunnelConn{Conn: conn, r: brw.Reader, target: r.Host}
+	if svc == nil {
+		// ALLOW_ANY: a tunnel to a host outside the mesh (typically HTTPS) passes through
+		// as bytes, as Istio's PassthroughCluster does.
+		go func() {
+			up, err := net.DialTimeout("tcp", r.Host, 5*time.Second)
+			if err != nil {
+				p.log.Warn("passthrough tunnel", "host", r.Host, "err", err)
+				tc.Close()
+				return
+			}
+			pipe(tc, up)
+		}()
+		return
+	}
 	if serviceProtocol(svc) == "tcp" {
 		go p.pipeTCP(tc, svc.Name, "")
 		return

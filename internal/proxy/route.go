@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -46,6 +48,10 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Sn
 	svc := snap.Service(host)
 	if svc == nil {
 		o.service = host
+		if o.direction == dirOutbound && snap.Version > 0 && outsideMesh(host) {
+			p.passthrough(w, r, snap, host)
+			return
+		}
 		writeError(w, r, http.StatusServiceUnavailable, "swimlane: no service "+quote(host)+" in the mesh")
 		return
 	}
@@ -172,4 +178,45 @@ func (p *Proxy) injectFault(w http.ResponseWriter, r *http.Request, f *snapshot.
 	w.WriteHeader(a.HTTPStatus)
 	fmt.Fprintln(w, "fault filter abort")
 	return true
+}
+
+// passthrough handles an app's request for a host the mesh does not know: refused under
+// REGISTRY_ONLY, else sent to the host as addressed (ALLOW_ANY, Istio's default), so apps
+// whose every call goes through the sidecar (HTTP_PROXY) can still reach the outside world.
+func (p *Proxy) passthrough(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, host string) {
+	if snap.Mesh.RegistryOnly {
+		writeError(w, r, http.StatusBadGateway, blockedMessage(host))
+		return
+	}
+	addr := host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		addr = net.JoinHostPort(host, "80")
+	}
+	protocol := snapshot.HTTP
+	if r.ProtoMajor == 2 {
+		protocol = snapshot.HTTP2
+	}
+	p.fwd.forward(w, r, &target{addr: addr, protocol: protocol, what: host + " (outside the mesh, passed through)"})
+}
+
+// outsideMesh reports whether an unknown host names something outside the mesh (an IP
+// address, localhost, or a dotted name not under the cluster domain), which ALLOW_ANY passes
+// through. A bare name ("pricing-sevice") or a cluster name is a mesh service that does not
+// exist: better a clear 503 than a DNS lookup on the app's behalf.
+func outsideMesh(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	switch {
+	case net.ParseIP(strings.Trim(host, "[]")) != nil, host == "localhost":
+		return true
+	case !strings.Contains(host, "."), strings.HasSuffix(host, ".svc"), strings.HasSuffix(host, ".cluster.local"):
+		return false
+	}
+	return true
+}
+
+func blockedMessage(host string) string {
+	return "swimlane: " + quote(host) + " is not in the mesh and outboundTrafficPolicy is REGISTRY_ONLY: add a ServiceEntry to allow it"
 }

@@ -49,6 +49,9 @@ type Mesh struct {
 	Baseline lane.Lane `json:"baseline"`
 	// Namespace is the namespace short host names are qualified with (default).
 	Namespace string `json:"namespace"`
+	// RegistryOnly refuses outbound requests for hosts the mesh does not know (Istio's
+	// REGISTRY_ONLY); otherwise they pass through to the host as addressed (ALLOW_ANY).
+	RegistryOnly bool `json:"registryOnly,omitempty"`
 }
 
 // LaneNames returns the wire names of the lane.
@@ -93,6 +96,8 @@ type Service struct {
 	// endpoints serve whatever lane a request carries, as an explicit subset would (the seed's
 	// Gateway API routing has one such Service per lane).
 	Lane      lane.Lane  `json:"lane,omitempty"`
+	// External marks a ServiceEntry host outside the mesh (MESH_EXTERNAL).
+	External  bool       `json:"external,omitempty"`
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	Subsets   []Subset   `json:"subsets,omitempty"`
 	// HTTP holds the service's HTTP routes in match order. Empty means the default route: all

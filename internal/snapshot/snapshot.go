@@ -95,7 +95,7 @@ type Service struct {
 	// Lane, when set, pins the service to one lane: its selector names the lane, so all its
 	// endpoints serve whatever lane a request carries, as an explicit subset would (the seed's
 	// Gateway API routing has one such Service per lane).
-	Lane      lane.Lane  `json:"lane,omitempty"`
+	Lane lane.Lane `json:"lane,omitempty"`
 	// External marks a ServiceEntry host outside the mesh (MESH_EXTERNAL).
 	External  bool       `json:"external,omitempty"`
 	Endpoints []Endpoint `json:"endpoints,omitempty"`

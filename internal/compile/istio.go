@@ -95,7 +95,7 @@ func (c *compiler) virtualServices() {
 }
 
 func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {
-	c.onlyFields(at, path, r, "name", "match", "route", "fault", "timeout", "retries", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors")
+	c.onlyFields(at, path, r, "name", "match", "route", "fault", "timeout", "retries", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "headers", "rewrite", "redirect")
 	rt := &snapshot.HTTPRoute{Fault: c.istioFault(at, path+".fault", r.GetFault()), Retries: c.istioRetries(at, path+".retries", r.GetRetries())}
 	if r.GetTimeout() != nil {
 		rt.Timeout.Duration = r.GetTimeout().AsDuration()
@@ -105,21 +105,44 @@ func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *
 	}
 	for i, m := range r.GetMatch() {
 		mp := fmt.Sprintf("%s.match[%d]", path, i)
-		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers")
-		var hm snapshot.HTTPMatch
+		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers", "withoutHeaders", "queryParams", "ignoreUriCase")
+		hm := snapshot.HTTPMatch{IgnoreURICase: m.GetIgnoreUriCase()}
 		hm.URI = c.istioString(at, mp+".uri", m.GetUri())
 		hm.Method = c.istioString(at, mp+".method", m.GetMethod())
 		hm.Authority = c.istioString(at, mp+".authority", m.GetAuthority())
-		for _, name := range sortedKeys(m.GetHeaders()) {
-			if sm := c.istioString(at, mp+".headers."+name, m.GetHeaders()[name]); sm != nil {
-				hm.Headers = append(hm.Headers, snapshot.HeaderMatch{Name: name, Value: *sm})
-			}
-		}
+		hm.Headers = c.istioNamedMatches(at, mp+".headers", m.GetHeaders())
+		hm.WithoutHeaders = c.istioNamedMatches(at, mp+".withoutHeaders", m.GetWithoutHeaders())
+		hm.QueryParams = c.istioNamedMatches(at, mp+".queryParams", m.GetQueryParams())
 		rt.Match = append(rt.Match, hm)
 	}
 	rt.Mirrors = c.istioMirrors(at, path, r)
+	if h := r.GetHeaders(); h != nil {
+		c.onlyFields(at, path+".headers", h, "request", "response")
+		rt.RequestHeaders = headerOps(h.GetRequest())
+		rt.ResponseHeaders = headerOps(h.GetResponse())
+	}
+	if rw := r.GetRewrite(); rw != nil {
+		c.onlyFields(at, path+".rewrite", rw, "uri", "authority")
+		rt.Rewrite = &snapshot.Rewrite{URI: rw.GetUri(), Authority: rw.GetAuthority()}
+	}
+	if rd := r.GetRedirect(); rd != nil {
+		c.onlyFields(at, path+".redirect", rd, "uri", "authority", "port", "scheme", "redirectCode")
+		code := int(rd.GetRedirectCode())
+		switch code {
+		case 0:
+			code = 301 // Istio's default
+		case 301, 302, 303, 307, 308:
+		default:
+			c.fail(at(path+".redirect.redirectCode", "%d is not a redirect status (301, 302, 303, 307, 308)", code))
+		}
+		rt.Redirect = &snapshot.Redirect{URI: rd.GetUri(), Authority: rd.GetAuthority(), Scheme: rd.GetScheme(), Port: int(rd.GetPort()), Code: code}
+		if len(r.GetRoute()) > 0 {
+			c.fail(at(path+".redirect", "a rule has either route or redirect, not both"))
+		}
+		return rt
+	}
 	if len(r.GetRoute()) == 0 {
-		c.fail(at(path, "route is required (redirect and direct responses are not supported yet)"))
+		c.fail(at(path, "route or redirect is required (directResponse is not supported yet)"))
 		return nil
 	}
 	for i, d := range r.GetRoute() {
@@ -299,4 +322,28 @@ func (c *compiler) istioMirrors(at errorf, path string, r *networking.HTTPRoute)
 		}
 	}
 	return out
+}
+
+// istioNamedMatches compiles a map of header or query-parameter matches, sorted by name so
+// snapshots compare equal. An empty match ({}) asks only for presence.
+func (c *compiler) istioNamedMatches(at errorf, path string, ms map[string]*networking.StringMatch) []snapshot.HeaderMatch {
+	var out []snapshot.HeaderMatch
+	for _, name := range sortedKeys(ms) {
+		m := ms[name]
+		if m.GetMatchType() == nil {
+			out = append(out, snapshot.HeaderMatch{Name: name})
+			continue
+		}
+		if sm := c.istioString(at, path+"."+name, m); sm != nil {
+			out = append(out, snapshot.HeaderMatch{Name: name, Value: *sm})
+		}
+	}
+	return out
+}
+
+func headerOps(o *networking.Headers_HeaderOperations) *snapshot.HeaderOps {
+	if o == nil {
+		return nil
+	}
+	return &snapshot.HeaderOps{Set: o.GetSet(), Add: o.GetAdd(), Remove: o.GetRemove()}
 }

@@ -319,8 +319,8 @@ func TestCompileErrors(t *testing.T) {
 		},
 		{
 			name:    "unsupported field is an error, not ignored",
-			give:    demoServices + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [goods-service]\n  http:\n  - rewrite: {uri: /v2}\n    route:\n    - destination: {host: goods-service}\n",
-			wantErr: `test.yaml:15: VirtualService/vs: spec.http[0].rewrite: not supported yet`,
+			give:    demoServices + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [goods-service]\n  http:\n  - corsPolicy: {allowOrigins: [{exact: x}]}\n    route:\n    - destination: {host: goods-service}\n",
+			wantErr: `test.yaml:15: VirtualService/vs: spec.http[0].corsPolicy: not supported yet`,
 		},
 		{
 			name:    "bad regex",

@@ -111,6 +111,11 @@ func Explain(snap *snapshot.Snapshot, in Request) Explanation {
 		ex.Status, ex.Error = http.StatusNotFound, "no route of "+svc.Name+" matches"
 		step("route", "none matched", fmt.Sprintf("%d rules, none matches %s %s", len(svc.HTTP), method, path))
 		return ex
+	case d.Route != nil && d.Route.Redirect != nil:
+		rd := d.Route.Redirect
+		step("route", d.Route.Name, fmt.Sprintf("redirect %d to uri %q authority %q (answered by the proxy)", rd.Code, rd.URI, rd.Authority))
+		ex.Status = rd.Code
+		return ex
 	case d.Route != nil:
 		dest := d.Host
 		if d.Subset != "" {

@@ -77,6 +77,10 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 	if d.Route != nil && d.Route.Fault != nil && p.injectFault(w, r, d.Route.Fault) {
 		return
 	}
+	if d.Route != nil && d.Route.Redirect != nil {
+		redirect(w, r, d.Route.Redirect)
+		return
+	}
 	if d.Endpoint == nil {
 		status := http.StatusServiceUnavailable
 		msg := "swimlane: " + d.NoEndpointReason()
@@ -87,8 +91,21 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		writeError(w, r, status, msg)
 		return
 	}
-	if d.Route != nil && len(d.Route.Mirrors) > 0 {
-		p.mirror(r, snap, d)
+	// The route's edits, in Envoy's order: request headers, then path and authority; the
+	// mirrors see the edited request; response headers are edited on the way back.
+	if rt := d.Route; rt != nil {
+		if rt.RequestHeaders != nil {
+			rt.RequestHeaders.Apply(r.Header)
+		}
+		if rt.Rewrite != nil {
+			rewrite(r, rt.Rewrite, d.Matched)
+		}
+		if len(rt.Mirrors) > 0 {
+			p.mirror(r, snap, d)
+		}
+		if rt.ResponseHeaders != nil {
+			w = &headerEditor{ResponseWriter: w, ops: rt.ResponseHeaders}
+		}
 	}
 	if d.Route != nil && d.Route.Timeout.Duration > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), d.Route.Timeout.Duration)
@@ -220,3 +237,76 @@ func outsideMesh(host string) bool {
 func blockedMessage(host string) string {
 	return "swimlane: " + quote(host) + " is not in the mesh and outboundTrafficPolicy is REGISTRY_ONLY: add a ServiceEntry to allow it"
 }
+
+// rewrite applies Istio's HTTPRewrite: the URI replaces the prefix the route matched on, or
+// the whole path when it did not match on a prefix; the authority replaces the Host.
+func rewrite(r *http.Request, rw *snapshot.Rewrite, matched *snapshot.HTTPMatch) {
+	if rw.URI != "" {
+		path := rw.URI
+		if matched != nil && matched.URI != nil && matched.URI.Prefix != "" {
+			path = rw.URI + strings.TrimPrefix(r.URL.Path, matched.URI.Prefix)
+		}
+		r.URL.Path, r.URL.RawPath = path, ""
+	}
+	if rw.Authority != "" {
+		r.Host = rw.Authority
+	}
+}
+
+// redirect answers with Istio's HTTPRedirect: each part not set keeps the request's own; the
+// query string is kept, as Envoy does.
+func redirect(w http.ResponseWriter, r *http.Request, rd *snapshot.Redirect) {
+	u := *r.URL
+	u.Scheme, u.Host = "http", r.Host
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	if rd.Scheme != "" {
+		u.Scheme = rd.Scheme
+	}
+	if rd.Authority != "" {
+		u.Host = rd.Authority
+	}
+	if rd.Port != 0 {
+		host := u.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		u.Host = net.JoinHostPort(host, strconv.Itoa(rd.Port))
+	}
+	if rd.URI != "" {
+		u.Path, u.RawPath = rd.URI, ""
+	}
+	w.Header().Set("Location", u.String())
+	w.WriteHeader(rd.Code)
+}
+
+// headerEditor applies a route's response header edits just before the status is sent.
+type headerEditor struct {
+	http.ResponseWriter
+	ops   *snapshot.HeaderOps
+	wrote bool
+}
+
+func (h *headerEditor) WriteHeader(code int) {
+	if !h.wrote {
+		h.wrote = true
+		h.ops.Apply(h.Header())
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *headerEditor) Write(b []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+func (h *headerEditor) Flush() {
+	if f, ok := h.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (h *headerEditor) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -29,8 +29,51 @@ type HTTPRoute struct {
 	Retries *RetryPolicy `json:"retries,omitempty"`
 	// Mirrors get a copy of a share of the matched requests; their answers are dropped.
 	Mirrors []Mirror `json:"mirrors,omitempty"`
+	// Redirect, if set, answers the request with a redirect instead of forwarding it.
+	Redirect *Redirect `json:"redirect,omitempty"`
+	// Rewrite changes the request's path and authority before it is forwarded.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// RequestHeaders and ResponseHeaders edit headers on the way to the app and back.
+	RequestHeaders  *HeaderOps `json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderOps `json:"responseHeaders,omitempty"`
 
 	totalWeight int
+}
+
+// HeaderOps sets, adds and removes headers (in that order: remove wins over set).
+type HeaderOps struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Add    map[string]string `json:"add,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
+}
+
+// Apply edits h.
+func (o *HeaderOps) Apply(h http.Header) {
+	for k, v := range o.Set {
+		h.Set(k, v)
+	}
+	for k, v := range o.Add {
+		h.Add(k, v)
+	}
+	for _, k := range o.Remove {
+		h.Del(k)
+	}
+}
+
+// Rewrite is Istio's HTTPRewrite: URI replaces the matched prefix (or the whole path when
+// the route did not match on a URI prefix); Authority replaces the Host.
+type Rewrite struct {
+	URI       string `json:"uri,omitempty"`
+	Authority string `json:"authority,omitempty"`
+}
+
+// Redirect is Istio's HTTPRedirect: any field left empty keeps the request's own value.
+type Redirect struct {
+	URI       string `json:"uri,omitempty"`
+	Authority string `json:"authority,omitempty"`
+	Scheme    string `json:"scheme,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	Code      int    `json:"code"`
 }
 
 // Mirror sends a copy of Percent (0..100) of a route's requests to Destination, which
@@ -80,6 +123,12 @@ type HTTPMatch struct {
 	Method    *StringMatch  `json:"method,omitempty"`
 	Authority *StringMatch  `json:"authority,omitempty"`
 	Headers   []HeaderMatch `json:"headers,omitempty"`
+	// WithoutHeaders must all NOT match (an empty value: the header must be absent).
+	WithoutHeaders []HeaderMatch `json:"withoutHeaders,omitempty"`
+	// QueryParams match query parameters by name (case-sensitive).
+	QueryParams []HeaderMatch `json:"queryParams,omitempty"`
+	// IgnoreURICase makes URI exact and prefix matches case-insensitive.
+	IgnoreURICase bool `json:"ignoreUriCase,omitempty"`
 }
 
 // HeaderMatch matches one header by name (case-insensitive).
@@ -88,8 +137,9 @@ type HeaderMatch struct {
 	Value StringMatch `json:"value"`
 }
 
-// StringMatch is exactly one of Exact, Prefix or Regex. Regex must match the whole value, as
-// in Istio and Envoy (RE2 syntax).
+// StringMatch is at most one of Exact, Prefix or Regex. Regex must match the whole value, as
+// in Istio and Envoy (RE2 syntax). An empty StringMatch matches any value: on a header, it
+// asks only that the header be present.
 type StringMatch struct {
 	Exact  string `json:"exact,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
@@ -121,8 +171,19 @@ func (r *HTTPRoute) prepare() error {
 				return err
 			}
 		}
+		for j := range m.WithoutHeaders {
+			m.WithoutHeaders[j].Name = http.CanonicalHeaderKey(m.WithoutHeaders[j].Name)
+			if err := m.WithoutHeaders[j].Value.compile(); err != nil {
+				return err
+			}
+		}
+		for j := range m.QueryParams {
+			if err := m.QueryParams[j].Value.compile(); err != nil {
+				return err
+			}
+		}
 	}
-	if len(r.Destinations) == 0 {
+	if len(r.Destinations) == 0 && r.Redirect == nil {
 		return fmt.Errorf("no destination")
 	}
 	if r.Retries != nil {
@@ -169,8 +230,16 @@ func (m *StringMatch) Matches(v string) bool {
 
 // Matches reports whether the request satisfies every condition of m.
 func (m *HTTPMatch) Matches(r *http.Request) bool {
-	if m.URI != nil && !m.URI.Matches(r.URL.Path) {
-		return false
+	if m.URI != nil {
+		if m.IgnoreURICase {
+			lower := *m.URI
+			lower.Exact, lower.Prefix = strings.ToLower(lower.Exact), strings.ToLower(lower.Prefix)
+			if !lower.Matches(strings.ToLower(r.URL.Path)) {
+				return false
+			}
+		} else if !m.URI.Matches(r.URL.Path) {
+			return false
+		}
 	}
 	if m.Method != nil && !m.Method.Matches(r.Method) {
 		return false
@@ -179,34 +248,51 @@ func (m *HTTPMatch) Matches(r *http.Request) bool {
 		return false
 	}
 	for i := range m.Headers {
-		h := &m.Headers[i]
-		// Go folds repeated headers into several values; Envoy matches them joined by ",".
-		vs := r.Header[h.Name]
-		if len(vs) == 0 {
+		if v, ok := headerValue(r, m.Headers[i].Name); !ok || !m.Headers[i].Value.Matches(v) {
 			return false
 		}
-		v := vs[0]
-		if len(vs) > 1 {
-			v = strings.Join(vs, ",")
-		}
-		if !h.Value.Matches(v) {
+	}
+	for i := range m.WithoutHeaders {
+		if v, ok := headerValue(r, m.WithoutHeaders[i].Name); ok && m.WithoutHeaders[i].Value.Matches(v) {
 			return false
+		}
+	}
+	if len(m.QueryParams) > 0 {
+		q := r.URL.Query()
+		for i := range m.QueryParams {
+			vs, ok := q[m.QueryParams[i].Name]
+			if !ok || !m.QueryParams[i].Value.Matches(vs[0]) {
+				return false
+			}
 		}
 	}
 	return true
 }
 
-// Matches reports whether the route applies to r: no match conditions, or any one of them.
-func (r *HTTPRoute) Matches(req *http.Request) bool {
+// headerValue returns a header's value, repeated values joined by "," as Envoy sees them.
+func headerValue(r *http.Request, canonicalName string) (string, bool) {
+	vs := r.Header[canonicalName]
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	return strings.Join(vs, ","), true
+}
+
+// Matching reports whether the route applies to req: no match conditions, or any one of
+// them. It returns the match block that held (nil when the route has none).
+func (r *HTTPRoute) Matching(req *http.Request) (*HTTPMatch, bool) {
 	if len(r.Match) == 0 {
-		return true
+		return nil, true
 	}
 	for i := range r.Match {
 		if r.Match[i].Matches(req) {
-			return true
+			return &r.Match[i], true
 		}
 	}
-	return false
+	return nil, false
 }
 
 // pick chooses a destination by weight. With no weights set, the first destination takes all,
@@ -260,6 +346,8 @@ type Decision struct {
 	Service *Service
 	Host    string // destination host, set even when Service is nil (unknown host)
 	Route   *HTTPRoute
+	// Matched is the match block of Route that held (nil when Route has none).
+	Matched *HTTPMatch
 	Subset  string
 	Asked   lane.Lane // the request's lane ("" for none)
 	// Expired is set when Asked is a declared lane past its expiry (served as the baseline).
@@ -314,8 +402,11 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, u
 	d := Decision{Service: svc, Host: svc.Name, Asked: asked}
 	var dest *Destination
 	for _, r := range svc.HTTP {
-		if r.Matches(req) {
-			d.Route = r
+		if m, ok := r.Matching(req); ok {
+			d.Route, d.Matched = r, m
+			if r.Redirect != nil {
+				return d // answered by the proxy: no destination
+			}
 			dest = r.pick()
 			break
 		}

@@ -45,10 +45,11 @@ func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Co
 	c.servicesFromKubernetes()
 	c.endpoints(workloads)
 	c.serviceEntries()
+	c.gateways()
+	c.istioGateways()
 	c.destinationRules()
 	c.virtualServices()
 	c.httpRoutes()
-	c.gateways()
 	c.lanes()
 	c.laneEntries()
 	if err := errors.Join(c.errs...); err != nil {
@@ -76,8 +77,11 @@ type compiler struct {
 	laneInfos  []*snapshot.LaneInfo
 	entries    []*snapshot.LaneEntry
 	nextExpiry time.Time
-	errs       []error
-	warnings   []string
+	// gatewayServers are the listeners each Istio Gateway opened, by Gateway name.
+	gatewayServers    map[string][]*snapshot.GatewayServer
+	istioGatewayNames map[string]bool
+	errs              []error
+	warnings          []string
 }
 
 func (c *compiler) fail(err error) { c.errs = append(c.errs, err) }
@@ -217,7 +221,11 @@ func (c *compiler) gateways() {
 			if g.Service != "" && c.service(g.Service) == nil {
 				c.fail(m.Errorf(field+".service", "no service %q in the mesh", g.Service))
 			}
-			c.gws = append(c.gws, &snapshot.Gateway{Name: g.Name, Port: g.Port, DefaultService: g.Service})
+			labels := g.Labels
+			if len(labels) == 0 {
+				labels = map[string]string{"istio": "ingressgateway"}
+			}
+			c.gws = append(c.gws, &snapshot.Gateway{Name: g.Name, Port: g.Port, DefaultService: g.Service, Labels: labels})
 		}
 	}
 }

@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -62,12 +63,7 @@ func (c *compiler) destinationRules() {
 func (c *compiler) virtualServices() {
 	for _, o := range c.set.VirtualServices {
 		vs := o.Spec
-		c.onlyFields(o.Errorf, "spec", vs, "hosts", "gateways", "http", "exportTo")
-		for i, g := range vs.GetGateways() {
-			if g != "mesh" {
-				c.fail(o.Errorf(fmt.Sprintf("spec.gateways[%d]", i), "binding to gateway %q is not supported yet; only \"mesh\"", g))
-			}
-		}
+		c.onlyFields(o.Errorf, "spec", vs, "hosts", "gateways", "http", "tcp", "exportTo")
 		var routes []*snapshot.HTTPRoute
 		for i, r := range vs.GetHttp() {
 			if rt := c.istioRoute(o.Errorf, fmt.Sprintf("spec.http[%d]", i), r); rt != nil {
@@ -77,6 +73,42 @@ func (c *compiler) virtualServices() {
 				}
 				routes = append(routes, rt)
 			}
+		}
+		var tcp []*snapshot.TCPRoute
+		for i, r := range vs.GetTcp() {
+			tcp = append(tcp, c.istioTCPRoute(o.Errorf, fmt.Sprintf("spec.tcp[%d]", i), fmt.Sprintf("VirtualService/%s#tcp%d", o.Name, i), r)...)
+		}
+		mesh := len(vs.GetGateways()) == 0
+		for i, g := range vs.GetGateways() {
+			if g == "mesh" {
+				mesh = true
+				continue
+			}
+			servers := c.gatewayServers[shortName(g)]
+			if servers == nil {
+				if _, known := c.istioGatewayNames[shortName(g)]; !known {
+					// Istio's analyzer flags this too (IST0101): the rules would never apply.
+					c.fail(o.Errorf(fmt.Sprintf("spec.gateways[%d]", i), "no Gateway %q", g))
+				}
+				continue
+			}
+			for _, srv := range servers {
+				switch srv.Protocol {
+				case snapshot.TCP:
+					for _, r := range tcp {
+						if r.Port == 0 || r.Port == srv.Port {
+							srv.TCP = append(srv.TCP, r)
+						}
+					}
+				default:
+					if len(routes) > 0 {
+						srv.VirtualHosts = append(srv.VirtualHosts, &snapshot.VirtualHost{Source: o.Source.String(), Hosts: lowerAll(vs.GetHosts()), HTTP: routes})
+					}
+				}
+			}
+		}
+		if !mesh {
+			continue
 		}
 		for i, host := range vs.GetHosts() {
 			svc := c.service(host)
@@ -90,8 +122,116 @@ func (c *compiler) virtualServices() {
 			}
 			c.routedBy[svc.Name] = o.Source.String()
 			svc.HTTP = routes
+			svc.TCP = tcp
 		}
 	}
+}
+
+// istioTCPRoute compiles one tcp rule into a route per match port (none: any port).
+func (c *compiler) istioTCPRoute(at errorf, path, name string, r *networking.TCPRoute) []*snapshot.TCPRoute {
+	c.onlyFields(at, path, r, "match", "route")
+	var dests []snapshot.Destination
+	for i, d := range r.GetRoute() {
+		dp := fmt.Sprintf("%s.route[%d]", path, i)
+		c.onlyFields(at, dp, d, "destination", "weight")
+		dst := d.GetDestination()
+		out := snapshot.Destination{Host: dst.GetHost(), Subset: dst.GetSubset(), Port: int(dst.GetPort().GetNumber()), Weight: int(d.GetWeight())}
+		svc := c.service(out.Host)
+		if svc == nil {
+			c.fail(at(dp+".destination.host", "no service %q in the mesh", out.Host))
+			continue
+		}
+		out.Host = svc.Name
+		if out.Subset != "" && !hasSubset(svc, out.Subset) {
+			c.fail(at(dp+".destination.subset", "subset %q of host %q is not defined by any DestinationRule", out.Subset, out.Host))
+		}
+		dests = append(dests, out)
+	}
+	if len(dests) == 0 {
+		c.fail(at(path+".route", "at least one destination is required"))
+		return nil
+	}
+	if len(r.GetMatch()) == 0 {
+		return []*snapshot.TCPRoute{{Name: name, Destinations: dests}}
+	}
+	var out []*snapshot.TCPRoute
+	for i, m := range r.GetMatch() {
+		c.onlyFields(at, fmt.Sprintf("%s.match[%d]", path, i), m, "port", "gateways")
+		out = append(out, &snapshot.TCPRoute{Name: name, Port: int(m.GetPort()), Destinations: dests})
+	}
+	return out
+}
+
+// istioGateways gives each mesh gateway the servers of the Istio Gateways that select it.
+func (c *compiler) istioGateways() {
+	c.gatewayServers = map[string][]*snapshot.GatewayServer{}
+	c.istioGatewayNames = map[string]bool{}
+	for _, o := range c.set.Gateways {
+		gw := o.Spec
+		c.onlyFields(o.Errorf, "spec", gw, "selector", "servers")
+		c.istioGatewayNames[o.Name] = true
+		for _, mg := range c.gws {
+			if !matches(mg.Labels, gw.GetSelector()) {
+				continue
+			}
+			for i, srv := range gw.GetServers() {
+				path := fmt.Sprintf("spec.servers[%d]", i)
+				c.onlyFields(o.Errorf, path, srv, "port", "hosts", "name")
+				port := srv.GetPort()
+				protocol, ok := gatewayProtocol(port.GetProtocol())
+				if !ok {
+					c.fail(o.Errorf(path+".port.protocol", "%q is not supported yet (HTTP, HTTP2, GRPC, TCP)", port.GetProtocol()))
+					continue
+				}
+				if prev := findServer(mg, int(port.GetNumber())); prev != nil {
+					c.fail(o.Errorf(path+".port.number", "port %d of gateway %s is already opened by %s", port.GetNumber(), mg.Name, prev.Source))
+					continue
+				}
+				s := &snapshot.GatewayServer{Source: o.Source.String(), Port: int(port.GetNumber()), Protocol: protocol, Hosts: lowerAll(srv.GetHosts())}
+				mg.Servers = append(mg.Servers, s)
+				c.gatewayServers[o.Name] = append(c.gatewayServers[o.Name], s)
+			}
+		}
+	}
+}
+
+func findServer(g *snapshot.Gateway, port int) *snapshot.GatewayServer {
+	for _, s := range g.Servers {
+		if s.Port == port {
+			return s
+		}
+	}
+	return nil
+}
+
+func gatewayProtocol(p string) (snapshot.Protocol, bool) {
+	switch strings.ToUpper(p) {
+	case "HTTP":
+		return snapshot.HTTP, true
+	case "HTTP2":
+		return snapshot.HTTP2, true
+	case "GRPC":
+		return snapshot.GRPC, true
+	case "TCP":
+		return snapshot.TCP, true
+	}
+	return "", false
+}
+
+// shortName drops a namespace prefix ("istio-system/my-gateway" -> "my-gateway").
+func shortName(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}
+
+func lowerAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(shortName(s))
+	}
+	return out
 }
 
 func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *snapshot.HTTPRoute {

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -404,3 +405,41 @@ spec: {selector: {app: goods, swimlane: dev-feature1}, ports: [{port: 50051}]}
 }
 
 func laneOf(s string) lane.Lane { return lane.Lane(s) }
+
+func TestIstioGatewayBinding(t *testing.T) {
+	const mesh = "apiVersion: swimlane.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec:\n  gateways: [{name: ingress, port: 8080}]\n  services: [{name: web, port: 80, selector: {app: web}}]\n"
+	const gw = "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: public}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"shop.example\"]}]\n"
+	const vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [shop.example]\n  gateways: [%s]\n  http: [{route: [{destination: {host: web}}]}]\n"
+	tests := []struct {
+		name    string
+		give    string
+		wantErr string
+	}{
+		{name: "bound", give: mesh + gw + fmt.Sprintf(vs, "public")},
+		{name: "namespaced name", give: mesh + gw + fmt.Sprintf(vs, "istio-system/public")},
+		{name: "unknown gateway", give: mesh + gw + fmt.Sprintf(vs, "privat"), wantErr: `spec.gateways[0]: no Gateway "privat"`},
+		{name: "TLS server", give: mesh + strings.Replace(gw, "protocol: HTTP", "protocol: HTTPS", 1), wantErr: `spec.servers[0].port.protocol: "HTTPS" is not supported yet`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := config.Parse("test.yaml", []byte(tt.give))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Compile(set, nil, time.Now())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := res.Snapshot.Gateways[0].Servers
+			if len(srv) != 1 || srv[0].Port != 80 || len(srv[0].VirtualHosts) != 1 || srv[0].VirtualHostFor("SHOP.example:80") == nil {
+				t.Errorf("servers = %+v", srv)
+			}
+		})
+	}
+}

@@ -98,6 +98,7 @@ func (s *Set) Merge(o *Set) {
 	s.Services = append(s.Services, o.Services...)
 	s.Lanes = append(s.Lanes, o.Lanes...)
 	s.ServiceEntries = append(s.ServiceEntries, o.ServiceEntries...)
+	s.Gateways = append(s.Gateways, o.Gateways...)
 	s.LaneEntries = append(s.LaneEntries, o.LaneEntries...)
 }
 
@@ -262,6 +263,12 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 			d.decodeProto(specKey, spec, "spec", s)
 		}
 		set.VirtualServices = append(set.VirtualServices, &Object[*networking.VirtualService]{d.src, s, root})
+	case "Gateway":
+		s := &networking.Gateway{}
+		if spec != nil {
+			d.decodeProto(specKey, spec, "spec", s)
+		}
+		set.Gateways = append(set.Gateways, &Object[*networking.Gateway]{d.src, s, root})
 	case "ServiceEntry":
 		s := &networking.ServiceEntry{}
 		if spec != nil {
@@ -332,7 +339,7 @@ func notRead(apiVersion, kind string) string {
 	switch {
 	case group == "networking.istio.io" && (version == "v1alpha3" || version == "v1beta1" || version == "v1"):
 		// The three versions share one schema (istio.io/api/networking/v1alpha3).
-		if kind == "VirtualService" || kind == "DestinationRule" || kind == "ServiceEntry" {
+		if kind == "VirtualService" || kind == "DestinationRule" || kind == "ServiceEntry" || kind == "Gateway" {
 			return ""
 		}
 		return "networking.istio.io " + kind + " is not supported yet"

@@ -430,8 +430,8 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:    "istio kind not supported yet",
-			give:    "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata: {name: web}\nspec: {}\n",
-			wantErr: "routing.yaml:2: Gateway/web: networking.istio.io Gateway is not supported yet",
+			give:    "apiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: web}\nspec: {}\n",
+			wantErr: "routing.yaml:2: Sidecar/web: networking.istio.io Sidecar is not supported yet",
 		},
 		{
 			name:    "gateway api kind not supported yet",

@@ -78,6 +78,7 @@ type Set struct {
 	VirtualServices  []*Object[*networking.VirtualService]
 	DestinationRules []*Object[*networking.DestinationRule]
 	ServiceEntries   []*Object[*networking.ServiceEntry]
+	Gateways         []*Object[*networking.Gateway]
 	HTTPRoutes       []*Object[*gatewayv1.HTTPRouteSpec]
 	Services         []*Object[*corev1.ServiceSpec]
 	Lanes            []*Object[*Lane]
@@ -151,7 +152,13 @@ type MeshGateway struct {
 	Name    string `json:"name"`
 	Address string `json:"address,omitempty"`
 	Port    int    `json:"port"`
-	Service string `json:"service"`
+	Service string `json:"service,omitempty"`
+	// Labels are what Istio Gateways select (default {istio: ingressgateway}, Istio's own
+	// ingress label); their servers become more listeners of this gateway.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Ports remaps Istio Gateway server ports to local ports (e.g. {80: 8081}); 0 picks a
+	// free one. Unmapped ports are bound as numbered.
+	Ports map[string]int `json:"ports,omitempty"`
 }
 
 // MeshService is a host name with a port, selecting workloads by labels.

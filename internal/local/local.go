@@ -351,6 +351,16 @@ func (m *Mesh) startGateways(ctx context.Context) error {
 		}
 		m.gateways[g.Name] = lis.Addr().String()
 		p := m.newProxy("gateway~" + g.Name)
+		host, _, _ := net.SplitHostPort(m.gateways[g.Name])
+		remap := g.Ports
+		p.GatewayListen = func(port int) (net.Listener, error) {
+			// Istio Gateway ports (80, 31400) are remapped on a laptop where they may be
+			// taken or need root; the Mesh gateway's ports map says how (0: a free one).
+			if local, ok := remap[strconv.Itoa(port)]; ok {
+				port = local
+			}
+			return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		}
 		m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 		m.goRun(func() { _ = p.ServeGateway(ctx, lis, g.Name) })
 	}

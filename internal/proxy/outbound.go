@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"swimlane.dev/swimlane/internal/lane"
@@ -88,7 +89,8 @@ func (p *Proxy) connect(w http.ResponseWriter, r *http.Request, tunnels *connQue
 }
 
 // pipeTCP connects client to an endpoint of the named service in lane l (the baseline when
-// l is empty: raw TCP carries no headers) and copies bytes both ways.
+// l is empty: raw TCP carries no headers), through the service's TCP routes if it has any
+// (VirtualService tcp, matched on the CONNECT port), and copies bytes both ways.
 func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
 	snap := p.Snapshot()
 	svc := snap.Service(service)
@@ -96,11 +98,32 @@ func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
 		client.Close()
 		return
 	}
-	d := snapshot.Decision{Service: svc, Host: svc.Name, Asked: l}
-	for attempt := 0; attempt <= maxReroutes; attempt++ {
+	port := 0
+	if tc, ok := client.(*tunnelConn); ok {
+		if _, ps, err := net.SplitHostPort(tc.target); err == nil {
+			port, _ = strconv.Atoi(ps)
+		}
+	}
+	for _, r := range svc.TCP {
+		if r.Port == 0 || r.Port == port {
+			p.dialTCP(client, snap, r.Name, func() snapshot.Decision { return snap.ResolveTCP(r, l, p.ejector.usable) })
+			return
+		}
+	}
+	p.dialTCP(client, snap, service, func() snapshot.Decision {
+		d := snapshot.Decision{Service: svc, Host: svc.Name, Asked: l}
 		snap.Resolve(&d, p.ejector.usable)
+		return d
+	})
+}
+
+// dialTCP connects client to the endpoint resolve picks, ejecting endpoints that refuse and
+// resolving again, then copies bytes both ways.
+func (p *Proxy) dialTCP(client net.Conn, snap *snapshot.Snapshot, what string, resolve func() snapshot.Decision) {
+	for attempt := 0; attempt <= maxReroutes; attempt++ {
+		d := resolve()
 		if d.Endpoint == nil {
-			p.log.Warn("tcp: "+d.NoEndpointReason(), "service", service)
+			p.log.Warn("tcp: "+d.NoEndpointReason(), "route", what)
 			client.Close()
 			return
 		}
@@ -109,7 +132,7 @@ func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
 			pipe(client, up)
 			return
 		}
-		p.log.Warn("tcp: upstream refused; ejected", "service", service, "endpoint", d.Endpoint.Workload, "err", err)
+		p.log.Warn("tcp: upstream refused; ejected", "route", what, "endpoint", d.Endpoint.Workload, "err", err)
 		p.ejector.eject(d.Endpoint.Address)
 	}
 	client.Close()

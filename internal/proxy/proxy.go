@@ -16,6 +16,8 @@ package proxy
 
 import (
 	"log/slog"
+	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +51,14 @@ type Proxy struct {
 	traces *tracelane.Memory
 	// entry caches the gateway lane policy compiled for the snapshot in force.
 	entry atomic.Pointer[entryCache]
+	// changed is closed and replaced at every snapshot swap.
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	// GatewayListen, if set before ServeGateway, opens the listener of an Istio Gateway
+	// server port (local mode remaps ports); by default the port is bound on the main
+	// listener's host.
+	GatewayListen func(port int) (net.Listener, error)
 }
 
 // Trace memory bounds: about 115 bytes an entry, so the default costs a sidecar under 0.5 MB.
@@ -74,4 +84,22 @@ func New(node string, log *slog.Logger) *Proxy {
 func (p *Proxy) Snapshot() *snapshot.Snapshot { return p.snap.Load() }
 
 // SetSnapshot swaps in a prepared snapshot. Requests already routed finish on the old one.
-func (p *Proxy) SetSnapshot(s *snapshot.Snapshot) { p.snap.Store(s) }
+func (p *Proxy) SetSnapshot(s *snapshot.Snapshot) {
+	p.snap.Store(s)
+	p.changedMu.Lock()
+	if p.changed != nil {
+		close(p.changed)
+	}
+	p.changed = make(chan struct{})
+	p.changedMu.Unlock()
+}
+
+// snapshotChanged returns the snapshot in force and a channel closed at the next swap.
+func (p *Proxy) snapshotChanged() (*snapshot.Snapshot, <-chan struct{}) {
+	p.changedMu.Lock()
+	defer p.changedMu.Unlock()
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+	}
+	return p.snap.Load(), p.changed
+}

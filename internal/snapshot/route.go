@@ -432,6 +432,56 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, u
 	return d
 }
 
+// RouteVirtualHost routes a request that arrived on a gateway server to one of vh's routes
+// (first match wins; none is a 404), then resolves its destination like RouteHTTP does.
+func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked lane.Lane, usable Usable) Decision {
+	d := Decision{Asked: asked, NoRoute: true, Host: req.Host}
+	for _, r := range vh.HTTP {
+		m, ok := r.Matching(req)
+		if !ok {
+			continue
+		}
+		d.NoRoute, d.Route, d.Matched = false, r, m
+		if r.Redirect != nil {
+			return d
+		}
+		dest := r.pick()
+		d.Host = dest.Host
+		if d.Service = s.Service(dest.Host); d.Service == nil {
+			return d
+		}
+		if dest.Subset != "" {
+			d.Subset = dest.Subset
+			if set := d.Service.subsetSets[dest.Subset]; set != nil {
+				d.Endpoint = set.Pick(usable)
+			}
+			return d
+		}
+		s.Resolve(&d, usable)
+		return d
+	}
+	return d
+}
+
+// ResolveTCP picks the endpoint of a TCP route's destination for a connection in lane l
+// (opaque bytes carry no lane, so usually the baseline).
+func (s *Snapshot) ResolveTCP(r *TCPRoute, l lane.Lane, usable Usable) Decision {
+	dest := r.Pick()
+	d := Decision{Host: dest.Host, Asked: l, Service: s.Service(dest.Host)}
+	if d.Service == nil {
+		return d
+	}
+	if dest.Subset != "" {
+		d.Subset = dest.Subset
+		if set := d.Service.subsetSets[dest.Subset]; set != nil {
+			d.Endpoint = set.Pick(usable)
+		}
+		return d
+	}
+	s.Resolve(&d, usable)
+	return d
+}
+
 // Resolve fills d's Endpoint, Served and Tried for d.Service and d.Asked: the first lane of
 // the chain with a usable healthy endpoint serves. A service pinned to a lane (Service.Lane)
 // always resolves to its own endpoints.

@@ -13,6 +13,7 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 
@@ -103,6 +104,8 @@ type Service struct {
 	// HTTP holds the service's HTTP routes in match order. Empty means the default route: all
 	// traffic to this service, resolved by lane.
 	HTTP []*HTTPRoute `json:"http,omitempty"`
+	// TCP holds the service's TCP routes (VirtualService tcp), for opaque connections.
+	TCP []*TCPRoute `json:"tcp,omitempty"`
 
 	laneSets   map[lane.Lane]*EndpointSet
 	subsetSets map[string]*EndpointSet
@@ -130,12 +133,84 @@ type Subset struct {
 	Labels map[string]string `json:"labels"`
 }
 
-// Gateway is an ingress listener. Requests it accepts are routed to the host named by the
-// request's routes; DefaultService takes what no route matches.
+// Gateway is an ingress proxy. Its main listener (Port) sends everything to DefaultService;
+// the Istio Gateways that select it add Servers, more listeners whose traffic the
+// VirtualServices bound to those Gateways route.
 type Gateway struct {
-	Name           string `json:"name"`
-	Port           int    `json:"port"`
-	DefaultService string `json:"defaultService,omitempty"`
+	Name           string            `json:"name"`
+	Port           int               `json:"port"`
+	DefaultService string            `json:"defaultService,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Servers        []*GatewayServer  `json:"servers,omitempty"`
+}
+
+// GatewayServer is one listener opened by an Istio Gateway.
+type GatewayServer struct {
+	// Source names the Istio Gateway ("Gateway/bookinfo-gateway").
+	Source   string   `json:"source"`
+	Port     int      `json:"port"`
+	Protocol Protocol `json:"protocol"`
+	// Hosts this server accepts ("*" for any), for HTTP.
+	Hosts []string `json:"hosts,omitempty"`
+	// VirtualHosts route HTTP by Host, in VirtualService order; TCP routes TCP by port.
+	VirtualHosts []*VirtualHost `json:"virtualHosts,omitempty"`
+	TCP          []*TCPRoute    `json:"tcp,omitempty"`
+}
+
+// VirtualHost is one gateway-bound VirtualService: its hosts and its HTTP routes.
+type VirtualHost struct {
+	Source string       `json:"source"`
+	Hosts  []string     `json:"hosts"`
+	HTTP   []*HTTPRoute `json:"http"`
+}
+
+// TCPRoute is a VirtualService tcp rule: connections to Port (0: any) go to one of
+// Destinations by weight.
+type TCPRoute struct {
+	Name         string        `json:"name"`
+	Port         int           `json:"port,omitempty"`
+	Destinations []Destination `json:"destinations"`
+}
+
+// VirtualHostFor returns the virtual host of s that serves host (port ignored), or nil.
+func (s *GatewayServer) VirtualHostFor(host string) *VirtualHost {
+	host = strings.ToLower(stripPort(host))
+	for _, vh := range s.VirtualHosts {
+		for _, h := range vh.Hosts {
+			if h == "*" || h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) {
+				return vh
+			}
+		}
+	}
+	return nil
+}
+
+// TCPFor returns the TCP route for connections to port, or nil.
+func (s *GatewayServer) TCPFor(port int) *TCPRoute {
+	for _, r := range s.TCP {
+		if r.Port == 0 || r.Port == port {
+			return r
+		}
+	}
+	return nil
+}
+
+// Pick chooses a destination by weight (no weights: the first).
+func (r *TCPRoute) Pick() *Destination {
+	total := 0
+	for _, d := range r.Destinations {
+		total += d.Weight
+	}
+	if total == 0 || len(r.Destinations) == 1 {
+		return &r.Destinations[0]
+	}
+	n := rand.IntN(total)
+	for i := range r.Destinations {
+		if n -= r.Destinations[i].Weight; n < 0 {
+			return &r.Destinations[i]
+		}
+	}
+	return &r.Destinations[len(r.Destinations)-1]
 }
 
 // Prepare builds the lookup indexes. It must be called once, before the snapshot is shared.
@@ -162,6 +237,17 @@ func (s *Snapshot) Prepare() error {
 		for _, r := range svc.HTTP {
 			if err := r.prepare(); err != nil {
 				return fmt.Errorf("snapshot: service %s: route %s: %w", svc.Name, r.Name, err)
+			}
+		}
+	}
+	for _, g := range s.Gateways {
+		for _, srv := range g.Servers {
+			for _, vh := range srv.VirtualHosts {
+				for _, r := range vh.HTTP {
+					if err := r.prepare(); err != nil {
+						return fmt.Errorf("snapshot: gateway %s: route %s: %w", g.Name, r.Name, err)
+					}
+				}
 			}
 		}
 	}

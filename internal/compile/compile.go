@@ -176,15 +176,32 @@ func (c *compiler) servicesFromKubernetes() {
 }
 
 // endpoints gives each service the workloads its selector matches, as Kubernetes does. A
-// service without a selector has no endpoints.
+// service without a selector has no endpoints. Workloads are indexed by label pair, so each
+// service checks only the workloads that carry one of its selector's pairs: checking every
+// workload against every selector took minutes at 10,000 services and 100,000 workloads.
 func (c *compiler) endpoints(workloads []registry.Workload) {
+	byPair := map[string][]int{}
+	for i, w := range workloads {
+		for k, v := range w.Labels {
+			byPair[k+"="+v] = append(byPair[k+"="+v], i)
+		}
+	}
 	for name, svc := range c.services {
 		sel := c.selectors[name]
 		if len(sel) == 0 {
 			continue
 		}
 		svc.Lane = lane.Lane(sel[c.meshCfg.LaneLabel])
-		for _, w := range workloads {
+		// The rarest pair of the selector gives the fewest candidates.
+		var candidates []int
+		first := true
+		for k, v := range sel {
+			if list := byPair[k+"="+v]; first || len(list) < len(candidates) {
+				candidates, first = list, false
+			}
+		}
+		for _, i := range candidates {
+			w := workloads[i]
 			if matches(w.Labels, sel) {
 				svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{
 					Address: w.Address, Protocol: w.Protocol, Workload: w.Name, Labels: w.Labels, Health: w.Health,

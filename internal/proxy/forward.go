@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -303,7 +304,8 @@ func newForwarder(log *slog.Logger) *forwarder {
 				log.Warn("upstream error", "upstream", t.what, "err", err)
 				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what, err))
 			},
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			BufferPool: copyBuffers,
 		}
 	}
 	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2}), transport1: h1, transport2: h2}
@@ -331,6 +333,15 @@ func grpcStatusToTrailers(res *http.Response) error {
 	}
 	return nil
 }
+
+// copyBuffers recycles ReverseProxy's 32 KiB body-copy buffers: without a pool it
+// allocates one per request, most of the proxy's garbage.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // forward sends r to ep.
 func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {

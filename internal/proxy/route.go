@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -113,8 +114,10 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		r = r.WithContext(ctx)
 	}
 	ep := d.Endpoint
-	p.log.Debug("route", "method", r.Method, "host", r.Host, "path", r.URL.Path, "service", d.Service.Name,
-		"lane_asked", d.Asked, "lane_served", d.Served, "fallback", d.Fallback(), "endpoint", ep.Workload)
+	if p.log.Enabled(r.Context(), slog.LevelDebug) { // the arguments alone cost allocations
+		p.log.Debug("route", "method", r.Method, "host", r.Host, "path", r.URL.Path, "service", d.Service.Name,
+			"lane_asked", d.Asked, "lane_served", d.Served, "fallback", d.Fallback(), "endpoint", ep.Workload)
+	}
 	t := p.targetFor(d.Service, ep)
 	t.reroute = func(failed string) *target {
 		// The endpoint refused: skip it from now on, and resolve the request again, which

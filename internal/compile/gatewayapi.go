@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -63,11 +64,18 @@ func (c *compiler) httpRoutes() {
 // place in the specificity order).
 func (c *compiler) gatewayRule(at errorf, name string, idx int, rule gatewayv1.HTTPRouteRule) []*snapshot.HTTPRoute {
 	path := fmt.Sprintf("spec.rules[%d]", idx)
-	if len(rule.Filters) > 0 {
-		c.fail(at(path+".filters", "filters are not supported yet"))
-	}
-	if rule.Timeouts != nil {
-		c.fail(at(path+".timeouts", "not supported yet"))
+	var timeout time.Duration
+	if t := rule.Timeouts; t != nil {
+		if t.BackendRequest != nil {
+			c.fail(at(path+".timeouts.backendRequest", "not supported yet"))
+		}
+		if t.Request != nil {
+			d, err := time.ParseDuration(string(*t.Request))
+			if err != nil {
+				c.fail(at(path+".timeouts.request", "%v", err))
+			}
+			timeout = d
+		}
 	}
 	if rule.Retry != nil {
 		c.fail(at(path+".retry", "not supported yet"))
@@ -100,8 +108,8 @@ func (c *compiler) gatewayRule(at errorf, name string, idx int, rule gatewayv1.H
 		}
 		dests = append(dests, d)
 	}
-	if len(dests) == 0 {
-		c.fail(at(path+".backendRefs", "at least one backendRef is required"))
+	if len(dests) == 0 && !hasRedirect(rule.Filters) {
+		c.fail(at(path+".backendRefs", "at least one backendRef is required (or a RequestRedirect filter)"))
 		return nil
 	}
 
@@ -111,6 +119,11 @@ func (c *compiler) gatewayRule(at errorf, name string, idx int, rule gatewayv1.H
 	}
 	var out []*snapshot.HTTPRoute
 	for i, m := range matches {
+		route := c.gatewayFilters(at, path, rule.Filters, m.Path)
+		route.Timeout.Duration = timeout
+		if route.Redirect == nil && len(dests) == 0 {
+			continue
+		}
 		mp := fmt.Sprintf("%s.matches[%d]", path, i)
 		if len(m.QueryParams) > 0 {
 			c.fail(at(mp+".queryParams", "not supported yet"))
@@ -134,11 +147,12 @@ func (c *compiler) gatewayRule(at errorf, name string, idx int, rule gatewayv1.H
 			}
 			hm.Headers = append(hm.Headers, snapshot.HeaderMatch{Name: http.CanonicalHeaderKey(string(h.Name)), Value: sm})
 		}
-		out = append(out, &snapshot.HTTPRoute{
-			Name:         fmt.Sprintf("HTTPRoute/%s#%d.%d", name, idx, i),
-			Match:        []snapshot.HTTPMatch{hm},
-			Destinations: dests,
-		})
+		route.Name = fmt.Sprintf("HTTPRoute/%s#%d.%d", name, idx, i)
+		route.Match = []snapshot.HTTPMatch{hm}
+		if route.Redirect == nil {
+			route.Destinations = dests
+		}
+		out = append(out, route)
 	}
 	return out
 }
@@ -195,3 +209,120 @@ func pathLen(m *snapshot.StringMatch) int {
 }
 
 func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
+
+func hasRedirect(fs []gatewayv1.HTTPRouteFilter) bool {
+	for _, f := range fs {
+		if f.Type == gatewayv1.HTTPRouteFilterRequestRedirect {
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayFilters compiles a rule's filters into a route's edits, for the match whose path is
+// pathMatch (ReplacePrefixMatch replaces that prefix).
+func (c *compiler) gatewayFilters(at errorf, path string, fs []gatewayv1.HTTPRouteFilter, pathMatch *gatewayv1.HTTPPathMatch) *snapshot.HTTPRoute {
+	r := &snapshot.HTTPRoute{}
+	headerOps := func(h *gatewayv1.HTTPHeaderFilter) *snapshot.HeaderOps {
+		if h == nil {
+			return nil
+		}
+		ops := &snapshot.HeaderOps{Set: map[string]string{}, Add: map[string]string{}, Remove: h.Remove}
+		for _, x := range h.Set {
+			ops.Set[string(x.Name)] = x.Value
+		}
+		for _, x := range h.Add {
+			ops.Add[string(x.Name)] = x.Value
+		}
+		return ops
+	}
+	pathRewrite := func(fp string, m *gatewayv1.HTTPPathModifier) (uri, prefix string, full bool) {
+		if m == nil {
+			return "", "", false
+		}
+		switch m.Type {
+		case gatewayv1.FullPathHTTPPathModifier:
+			if m.ReplaceFullPath != nil {
+				return *m.ReplaceFullPath, "", true
+			}
+		case gatewayv1.PrefixMatchHTTPPathModifier:
+			if pathMatch == nil || pathMatch.Type == nil || *pathMatch.Type != gatewayv1.PathMatchPathPrefix || pathMatch.Value == nil {
+				c.fail(at(fp, "ReplacePrefixMatch needs a PathPrefix match"))
+				return "", "", false
+			}
+			if m.ReplacePrefixMatch != nil {
+				return *m.ReplacePrefixMatch, *pathMatch.Value, false
+			}
+		}
+		c.fail(at(fp, "path modifier %q without its value", m.Type))
+		return "", "", false
+	}
+	for i, f := range fs {
+		fp := fmt.Sprintf("%s.filters[%d]", path, i)
+		switch f.Type {
+		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+			r.RequestHeaders = headerOps(f.RequestHeaderModifier)
+		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+			r.ResponseHeaders = headerOps(f.ResponseHeaderModifier)
+		case gatewayv1.HTTPRouteFilterURLRewrite:
+			rw := &snapshot.Rewrite{}
+			if u := f.URLRewrite; u != nil {
+				if u.Hostname != nil {
+					rw.Authority = string(*u.Hostname)
+				}
+				rw.URI, rw.Prefix, rw.FullPath = pathRewrite(fp+".urlRewrite.path", u.Path)
+			}
+			r.Rewrite = rw
+		case gatewayv1.HTTPRouteFilterRequestRedirect:
+			rd := &snapshot.Redirect{Code: 302} // the Gateway API default
+			if u := f.RequestRedirect; u != nil {
+				if u.Scheme != nil {
+					rd.Scheme = *u.Scheme
+				}
+				if u.Hostname != nil {
+					rd.Authority = string(*u.Hostname)
+				}
+				if u.Port != nil {
+					rd.Port = int(*u.Port)
+				}
+				if u.StatusCode != nil {
+					rd.Code = *u.StatusCode
+				}
+				if u.Path != nil {
+					uri, prefix, full := pathRewrite(fp+".requestRedirect.path", u.Path)
+					if !full && prefix != "" {
+						c.fail(at(fp+".requestRedirect.path", "ReplacePrefixMatch in a redirect is not supported yet"))
+					}
+					rd.URI = uri
+				}
+			}
+			r.Redirect = rd
+		case gatewayv1.HTTPRouteFilterRequestMirror:
+			m := f.RequestMirror
+			if m == nil {
+				c.fail(at(fp, "requestMirror is required"))
+				continue
+			}
+			share := 100.0
+			switch {
+			case m.Percent != nil:
+				share = float64(*m.Percent)
+			case m.Fraction != nil && m.Fraction.Denominator != nil && *m.Fraction.Denominator > 0:
+				share = 100 * float64(m.Fraction.Numerator) / float64(*m.Fraction.Denominator)
+			}
+			d := snapshot.Destination{Host: string(m.BackendRef.Name)}
+			if m.BackendRef.Port != nil {
+				d.Port = int(*m.BackendRef.Port)
+			}
+			if svc := c.service(d.Host); svc != nil {
+				d.Host = svc.Name
+			} else {
+				c.warn("%s: no service %q in the mesh; nothing will be mirrored", fp, d.Host)
+			}
+			r.Mirrors = append(r.Mirrors, snapshot.Mirror{Destination: d, Percent: share})
+		default:
+			c.fail(at(fp+".type", "filter %s is not supported yet", f.Type))
+		}
+	}
+	return r
+}

@@ -76,7 +76,8 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 	for {
 		try := req
 		var cancel context.CancelFunc = func() {}
-		if policy != nil && policy.PerTry.Duration > 0 {
+		perTry := hasPerTry(policy) && req.Header.Get("Upgrade") == ""
+		if perTry {
 			var ctx context.Context
 			ctx, cancel = context.WithTimeout(req.Context(), policy.PerTry.Duration)
 			try = req.WithContext(ctx)
@@ -111,7 +112,10 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			resp, err = nil, nil
 		default:
-			if resp != nil {
+			// A try's timeout must live as long as its body is read. Upgrades have none: the
+			// upgraded connection outlives any per-try timeout, and ReverseProxy needs its
+			// 101 body, writable, as the transport gave it.
+			if resp != nil && perTry {
 				resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 			} else {
 				cancel()
@@ -131,6 +135,8 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+func hasPerTry(p *snapshot.RetryPolicy) bool { return p != nil && p.PerTry.Duration > 0 }
 
 // retriable reports whether the outcome of one try matches the policy.
 func retriable(p *snapshot.RetryPolicy, resp *http.Response, err error, try *http.Request) bool {

@@ -246,7 +246,11 @@ func blockedMessage(host string) string {
 func rewrite(r *http.Request, rw *snapshot.Rewrite, matched *snapshot.HTTPMatch) {
 	if rw.URI != "" {
 		path := rw.URI
-		if matched != nil && matched.URI != nil && matched.URI.Prefix != "" {
+		switch {
+		case rw.FullPath:
+		case rw.Prefix != "":
+			path = joinPrefix(rw.URI, strings.TrimPrefix(r.URL.Path, rw.Prefix))
+		case matched != nil && matched.URI != nil && matched.URI.Prefix != "":
 			path = rw.URI + strings.TrimPrefix(r.URL.Path, matched.URI.Prefix)
 		}
 		r.URL.Path, r.URL.RawPath = path, ""
@@ -254,6 +258,20 @@ func rewrite(r *http.Request, rw *snapshot.Rewrite, matched *snapshot.HTTPMatch)
 	if rw.Authority != "" {
 		r.Host = rw.Authority
 	}
+}
+
+// joinPrefix joins a replacement prefix and the rest of a path without doubling or losing
+// the slash between them (Gateway API: /foo -> /bar turns /foo/x into /bar/x, / -> /x/y).
+func joinPrefix(prefix, rest string) string {
+	switch {
+	case rest == "":
+		return prefix
+	case strings.HasSuffix(prefix, "/") && strings.HasPrefix(rest, "/"):
+		return prefix + rest[1:]
+	case !strings.HasSuffix(prefix, "/") && !strings.HasPrefix(rest, "/"):
+		return prefix + "/" + rest
+	}
+	return prefix + rest
 }
 
 // redirect answers with Istio's HTTPRedirect: each part not set keeps the request's own; the

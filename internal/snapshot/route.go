@@ -65,6 +65,10 @@ func (o *HeaderOps) Apply(h http.Header) {
 type Rewrite struct {
 	URI       string `json:"uri,omitempty"`
 	Authority string `json:"authority,omitempty"`
+	// Prefix, when set, is the prefix URI replaces (Gateway API ReplacePrefixMatch, whose
+	// match the compiler knows); FullPath forces a whole-path replacement (ReplaceFullPath).
+	Prefix   string `json:"prefix,omitempty"`
+	FullPath bool   `json:"fullPath,omitempty"`
 }
 
 // Redirect is Istio's HTTPRedirect: any field left empty keeps the request's own value.

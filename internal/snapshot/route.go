@@ -299,20 +299,23 @@ func (r *HTTPRoute) Matching(req *http.Request) (*HTTPMatch, bool) {
 	return nil, false
 }
 
-// pick chooses a destination by weight. With no weights set, the first destination takes all,
-// as in Istio where a single destination's weight defaults to 100.
-func (r *HTTPRoute) pick() *Destination {
-	if len(r.Destinations) == 1 || r.totalWeight == 0 {
-		return &r.Destinations[0]
+// pick chooses a destination by weight.
+func (r *HTTPRoute) pick() *Destination { return pickWeighted(r.Destinations, r.totalWeight) }
+
+// pickWeighted chooses one of ds by weight (total is their sum). With no weights set, the
+// first takes all, as in Istio where a single destination's weight defaults to 100.
+func pickWeighted(ds []Destination, total int) *Destination {
+	if len(ds) == 1 || total == 0 {
+		return &ds[0]
 	}
-	n := rand.IntN(r.totalWeight)
-	for i := range r.Destinations {
-		n -= r.Destinations[i].Weight
+	n := rand.IntN(total)
+	for i := range ds {
+		n -= ds[i].Weight
 		if n < 0 {
-			return &r.Destinations[i]
+			return &ds[i]
 		}
 	}
-	return &r.Destinations[len(r.Destinations)-1]
+	return &ds[len(ds)-1]
 }
 
 // EndpointSet is the healthy endpoints of one lane or one subset of a service, with a
@@ -415,25 +418,32 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, u
 			break
 		}
 	}
-	if d.Route != nil {
-		d.Host = dest.Host
-		d.Service = s.Service(dest.Host)
-		if d.Service == nil {
-			return d
-		}
-		if dest.Subset != "" {
-			d.Subset = dest.Subset
-			if set := d.Service.subsetSets[dest.Subset]; set != nil {
-				d.Endpoint = set.Pick(usable)
-			}
-			return d
-		}
-	} else if len(svc.HTTP) > 0 {
+	switch {
+	case d.Route != nil:
+		s.resolveDestination(&d, dest, usable)
+	case len(svc.HTTP) > 0:
 		d.NoRoute = true
-		return d
+	default:
+		s.Resolve(&d, usable)
 	}
-	s.Resolve(&d, usable)
 	return d
+}
+
+// resolveDestination fills d for one chosen destination: its service, then its pinned subset
+// or, without one, the request's lane along its chain.
+func (s *Snapshot) resolveDestination(d *Decision, dest *Destination, usable Usable) {
+	d.Host = dest.Host
+	if d.Service = s.Service(dest.Host); d.Service == nil {
+		return
+	}
+	if dest.Subset != "" {
+		d.Subset = dest.Subset
+		if set := d.Service.subsetSets[dest.Subset]; set != nil {
+			d.Endpoint = set.Pick(usable)
+		}
+		return
+	}
+	s.Resolve(d, usable)
 }
 
 // RouteVirtualHost routes a request that arrived on a gateway server to one of vh's routes
@@ -446,22 +456,9 @@ func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked la
 			continue
 		}
 		d.NoRoute, d.Route, d.Matched = false, r, m
-		if r.Redirect != nil {
-			return d
+		if r.Redirect == nil {
+			s.resolveDestination(&d, r.pick(), usable)
 		}
-		dest := r.pick()
-		d.Host = dest.Host
-		if d.Service = s.Service(dest.Host); d.Service == nil {
-			return d
-		}
-		if dest.Subset != "" {
-			d.Subset = dest.Subset
-			if set := d.Service.subsetSets[dest.Subset]; set != nil {
-				d.Endpoint = set.Pick(usable)
-			}
-			return d
-		}
-		s.Resolve(&d, usable)
 		return d
 	}
 	return d
@@ -470,19 +467,8 @@ func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked la
 // ResolveTCP picks the endpoint of a TCP route's destination for a connection in lane l
 // (opaque bytes carry no lane, so usually the baseline).
 func (s *Snapshot) ResolveTCP(r *TCPRoute, l lane.Lane, usable Usable) Decision {
-	dest := r.Pick()
-	d := Decision{Host: dest.Host, Asked: l, Service: s.Service(dest.Host)}
-	if d.Service == nil {
-		return d
-	}
-	if dest.Subset != "" {
-		d.Subset = dest.Subset
-		if set := d.Service.subsetSets[dest.Subset]; set != nil {
-			d.Endpoint = set.Pick(usable)
-		}
-		return d
-	}
-	s.Resolve(&d, usable)
+	d := Decision{Asked: l}
+	s.resolveDestination(&d, r.Pick(), usable)
 	return d
 }
 

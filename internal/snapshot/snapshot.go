@@ -13,7 +13,6 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"strings"
 
@@ -201,16 +200,7 @@ func (r *TCPRoute) Pick() *Destination {
 	for _, d := range r.Destinations {
 		total += d.Weight
 	}
-	if total == 0 || len(r.Destinations) == 1 {
-		return &r.Destinations[0]
-	}
-	n := rand.IntN(total)
-	for i := range r.Destinations {
-		if n -= r.Destinations[i].Weight; n < 0 {
-			return &r.Destinations[i]
-		}
-	}
-	return &r.Destinations[len(r.Destinations)-1]
+	return pickWeighted(r.Destinations, total)
 }
 
 // Prepare builds the lookup indexes. It must be called once, before the snapshot is shared.

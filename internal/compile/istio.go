@@ -32,7 +32,7 @@ func (c *compiler) onlyFields(at errorf, path string, m proto.Message, supported
 func (c *compiler) destinationRules() {
 	for _, o := range c.set.DestinationRules {
 		dr := o.Spec
-		c.onlyFields(o.Errorf, "spec", dr, "host", "subsets", "exportTo")
+		c.onlyFields(o.Errorf, "spec", dr, "host", "subsets", "exportTo", "trafficPolicy")
 		svc := c.service(dr.GetHost())
 		if svc == nil {
 			c.warn("%s: spec.host: no service %q in the mesh; its subsets are unused", o.Source, dr.GetHost())
@@ -42,10 +42,11 @@ func (c *compiler) destinationRules() {
 			c.fail(o.Errorf("spec.host", "service %q already has subsets from another DestinationRule", svc.Name))
 			continue
 		}
+		svc.Policy = c.trafficPolicy(o.Errorf, "spec.trafficPolicy", dr.GetTrafficPolicy())
 		seen := map[string]bool{}
 		for i, s := range dr.GetSubsets() {
 			path := fmt.Sprintf("spec.subsets[%d]", i)
-			c.onlyFields(o.Errorf, path, s, "name", "labels")
+			c.onlyFields(o.Errorf, path, s, "name", "labels", "trafficPolicy")
 			if s.GetName() == "" {
 				c.fail(o.Errorf(path, "subset name is required"))
 				continue
@@ -55,7 +56,7 @@ func (c *compiler) destinationRules() {
 				continue
 			}
 			seen[s.GetName()] = true
-			svc.Subsets = append(svc.Subsets, snapshot.Subset{Name: s.GetName(), Labels: s.GetLabels()})
+			svc.Subsets = append(svc.Subsets, snapshot.Subset{Name: s.GetName(), Labels: s.GetLabels(), Policy: c.trafficPolicy(o.Errorf, path+".trafficPolicy", s.GetTrafficPolicy())})
 		}
 	}
 }
@@ -486,4 +487,68 @@ func headerOps(o *networking.Headers_HeaderOperations) *snapshot.HeaderOps {
 		return nil
 	}
 	return &snapshot.HeaderOps{Set: o.GetSet(), Add: o.GetAdd(), Remove: o.GetRemove()}
+}
+
+// trafficPolicy compiles a DestinationRule trafficPolicy: load balancing, connection pool
+// limits (as one bound on in-flight requests per proxy) and outlier detection.
+func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficPolicy) *snapshot.TrafficPolicy {
+	if tp == nil {
+		return nil
+	}
+	c.onlyFields(at, path, tp, "loadBalancer", "connectionPool", "outlierDetection")
+	out := &snapshot.TrafficPolicy{}
+	if lb := tp.GetLoadBalancer(); lb != nil {
+		c.onlyFields(at, path+".loadBalancer", lb, "simple", "consistentHash")
+		switch lb.GetSimple() {
+		case networking.LoadBalancerSettings_UNSPECIFIED, networking.LoadBalancerSettings_ROUND_ROBIN:
+		case networking.LoadBalancerSettings_LEAST_REQUEST, networking.LoadBalancerSettings_LEAST_CONN:
+			out.LB = "LEAST_REQUEST"
+		case networking.LoadBalancerSettings_RANDOM:
+			out.LB = "RANDOM"
+		default:
+			c.fail(at(path+".loadBalancer.simple", "%s is not supported yet", lb.GetSimple()))
+		}
+		if h := lb.GetConsistentHash(); h != nil {
+			c.onlyFields(at, path+".loadBalancer.consistentHash", h, "httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
+			out.Hash = &snapshot.HashPolicy{Header: h.GetHttpHeaderName(), Cookie: h.GetHttpCookie().GetName(), Query: h.GetHttpQueryParameterName(), SourceIP: h.GetUseSourceIp()}
+		}
+	}
+	if cp := tp.GetConnectionPool(); cp != nil {
+		c.onlyFields(at, path+".connectionPool", cp, "tcp", "http")
+		// One bound on what a proxy has in flight to the service: http2MaxRequests, else
+		// maxConnections plus http1MaxPendingRequests (the requests that may wait for one).
+		limit := int(cp.GetHttp().GetHttp2MaxRequests())
+		if limit == 0 {
+			if conns := int(cp.GetTcp().GetMaxConnections()); conns > 0 {
+				limit = conns + int(cp.GetHttp().GetHttp1MaxPendingRequests())
+			}
+		}
+		out.MaxRequests = limit
+		if t := cp.GetTcp(); t != nil {
+			c.onlyFields(at, path+".connectionPool.tcp", t, "maxConnections", "connectTimeout")
+		}
+		if h := cp.GetHttp(); h != nil {
+			c.onlyFields(at, path+".connectionPool.http", h, "http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection", "maxRetries")
+		}
+	}
+	if od := tp.GetOutlierDetection(); od != nil {
+		c.onlyFields(at, path+".outlierDetection", od, "consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors", "interval", "baseEjectionTime", "maxEjectionPercent")
+		o := &snapshot.OutlierPolicy{Consecutive5xx: 5, BaseEjection: snapshot.Duration{Duration: 30 * time.Second}, MaxEjectionPercent: 10} // Istio's defaults
+		if v := od.GetConsecutive_5XxErrors(); v != nil {
+			o.Consecutive5xx = int(v.GetValue())
+		} else if od.GetConsecutiveErrors() > 0 {
+			o.Consecutive5xx = int(od.GetConsecutiveErrors())
+		}
+		if v := od.GetConsecutiveGatewayErrors(); v != nil {
+			o.ConsecutiveGateway = int(v.GetValue())
+		}
+		if d := od.GetBaseEjectionTime(); d != nil {
+			o.BaseEjection.Duration = d.AsDuration()
+		}
+		if p := od.GetMaxEjectionPercent(); p > 0 {
+			o.MaxEjectionPercent = int(p)
+		}
+		out.Outlier = o
+	}
+	return out
 }

@@ -112,7 +112,7 @@ func TestUnhealthyLaneFallsBack(t *testing.T) {
 	// A proxy's own ejections (Usable) count the same way.
 	snap = build(t, demoServices, demoWorkloads...)
 	req, _ := http.NewRequest("GET", "http://pricing-service/", nil)
-	d := snap.RouteHTTP(snap.Service("pricing-service"), req, "dev-feature1", func(ep *snapshot.Endpoint) bool { return ep.Workload != "pricing-f1" })
+	d := snap.RouteHTTP(snap.Service("pricing-service"), req, "dev-feature1", &snapshot.Picker{Usable: func(ep *snapshot.Endpoint) bool { return ep.Workload != "pricing-f1" }})
 	if d.Endpoint == nil || d.Endpoint.Workload != "pricing-main" || !d.Fallback() {
 		t.Errorf("ejected lane endpoint: got %+v", d.Endpoint)
 	}

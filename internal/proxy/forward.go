@@ -32,6 +32,8 @@ type target struct {
 	repick func() *target
 	// retry is the route's retry policy; nil for none.
 	retry *snapshot.RetryPolicy
+	// observe, if set, is told each try's outcome at addr (outlier detection).
+	observe func(addr string, status int, failed bool)
 	// inbound is set for an inbound sidecar's app: a refused connection there is answered
 	// with a marked 502 (appRefusedHeader), so the calling sidecar treats it as its own.
 	inbound bool
@@ -83,6 +85,13 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 			try = req.WithContext(ctx)
 		}
 		resp, err := rt.base.RoundTrip(try)
+		if t.observe != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.observe(t.addr, status, err != nil)
+		}
 		if resp != nil && resp.StatusCode == http.StatusBadGateway && resp.Header.Get(appRefusedHeader) != "" {
 			// The endpoint's sidecar answered, but its app refused: the same as a failed dial.
 			resp.Body.Close()

@@ -144,7 +144,7 @@ func (p *Proxy) gatewayServerHandler(name string, port int) http.Handler {
 			w = rec
 		}
 		snap.Mesh.LaneNames().Write(r.Header, o.asked)
-		d := snap.RouteVirtualHost(vh, r, o.asked, p.ejector.usable)
+		d := snap.RouteVirtualHost(vh, r, o.asked, p.picker(r))
 		o.service, o.served, o.fallback = d.Host, d.Served, d.Fallback()
 		p.serveDecision(w, r, snap, &d)
 	})
@@ -173,7 +173,7 @@ func (p *Proxy) serveGatewayTCP(ctx context.Context, lis net.Listener, name stri
 				c.Close()
 				return
 			}
-			p.dialTCP(c, snap, route.Name, func() snapshot.Decision { return snap.ResolveTCP(route, "", p.ejector.usable) })
+			p.dialTCP(c, snap, route.Name, func() snapshot.Decision { return snap.ResolveTCP(route, "", p.tcpPicker) })
 		}()
 	}
 }

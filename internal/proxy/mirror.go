@@ -39,10 +39,10 @@ func (p *Proxy) mirror(r *http.Request, snap *snapshot.Snapshot, d *snapshot.Dec
 		md := snapshot.Decision{Service: svc, Host: svc.Name, Asked: d.Asked}
 		if m.Destination.Subset != "" {
 			if set := svc.SubsetSet(m.Destination.Subset); set != nil {
-				md.Endpoint = set.Pick(p.ejector.usable)
+				md.Endpoint = set.Pick(p.picker(r))
 			}
 		} else {
-			snap.Resolve(&md, p.ejector.usable)
+			snap.Resolve(&md, p.picker(r))
 		}
 		if md.Endpoint == nil {
 			continue

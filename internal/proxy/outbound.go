@@ -106,13 +106,13 @@ func (p *Proxy) pipeTCP(client net.Conn, service string, l lane.Lane) {
 	}
 	for _, r := range svc.TCP {
 		if r.Port == 0 || r.Port == port {
-			p.dialTCP(client, snap, r.Name, func() snapshot.Decision { return snap.ResolveTCP(r, l, p.ejector.usable) })
+			p.dialTCP(client, snap, r.Name, func() snapshot.Decision { return snap.ResolveTCP(r, l, p.tcpPicker) })
 			return
 		}
 	}
 	p.dialTCP(client, snap, service, func() snapshot.Decision {
 		d := snapshot.Decision{Service: svc, Host: svc.Name, Asked: l}
-		snap.Resolve(&d, p.ejector.usable)
+		snap.Resolve(&d, p.tcpPicker)
 		return d
 	})
 }

@@ -39,7 +39,10 @@ func (e *ejector) usable(ep *snapshot.Endpoint) bool {
 }
 
 // eject skips address for ejectFor, and forgets ejections that have ended.
-func (e *ejector) eject(address string) {
+func (e *ejector) eject(address string) { e.ejectFor(address, ejectFor) }
+
+// ejectFor skips address for d.
+func (e *ejector) ejectFor(address string, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
@@ -50,7 +53,7 @@ func (e *ejector) eject(address string) {
 			next[a] = until
 		}
 	}
-	next[address] = now.Add(ejectFor)
+	next[address] = now.Add(d)
 	e.ejected.Store(&next)
 }
 
@@ -64,4 +67,57 @@ func (e *ejector) count() int {
 		}
 	}
 	return n
+}
+
+// maxEjection caps one endpoint's ejection, however often it failed.
+const maxEjection = 5 * time.Minute
+
+// outlierState is one endpoint's run of failures, kept across snapshots.
+type outlierState struct {
+	fails5xx, failsGateway, ejections atomic.Int32
+}
+
+// outliers implements DestinationRule outlierDetection: consecutive failures eject an
+// endpoint for baseEjectionTime times its number of ejections; success resets the run.
+type outliers struct{ states sync.Map } // address -> *outlierState
+
+// observe records one try's outcome at address, for the endpoints of set, and ejects it when
+// the policy says so, unless that would eject more than maxEjectionPercent of the set (one
+// endpoint may always be ejected, as in Envoy).
+func (o *outliers) observe(p *Proxy, policy *snapshot.OutlierPolicy, set *snapshot.EndpointSet, address string, status int, failed bool) {
+	v, _ := o.states.LoadOrStore(address, &outlierState{})
+	st := v.(*outlierState)
+	gateway := failed || status == 502 || status == 503 || status == 504
+	if !failed && status < 500 {
+		st.fails5xx.Store(0)
+		st.failsGateway.Store(0)
+		return
+	}
+	n5 := st.fails5xx.Add(1)
+	var ng int32
+	if gateway {
+		ng = st.failsGateway.Add(1)
+	} else {
+		st.failsGateway.Store(0)
+	}
+	if !(policy.Consecutive5xx > 0 && int(n5) >= policy.Consecutive5xx || policy.ConsecutiveGateway > 0 && int(ng) >= policy.ConsecutiveGateway) {
+		return
+	}
+	if set != nil && len(set.Endpoints) > 1 {
+		ejected := 0
+		for i := range set.Endpoints {
+			if !p.ejector.usable(&set.Endpoints[i]) {
+				ejected++
+			}
+		}
+		if ejected > 0 && (ejected+1)*100 > policy.MaxEjectionPercent*len(set.Endpoints) {
+			return
+		}
+	}
+	st.fails5xx.Store(0)
+	st.failsGateway.Store(0)
+	k := st.ejections.Add(1)
+	d := min(time.Duration(k)*policy.BaseEjection.Duration, maxEjection)
+	p.ejector.ejectFor(address, d)
+	p.log.Warn("outlier ejected", "address", address, "for", d, "consecutive_5xx", n5)
 }

@@ -36,8 +36,13 @@ type Proxy struct {
 	// snap is the snapshot in force. It must never be nil: New stores an empty one.
 	snap atomic.Pointer[snapshot.Snapshot]
 	fwd  *forwarder
-	// ejector holds the endpoints this proxy saw refuse connections.
+	// ejector holds the endpoints this proxy saw refuse connections or fail (outliers).
 	ejector *ejector
+	// inflight counts requests in flight per endpoint and per service; tcpPicker picks for
+	// connections, which have no request.
+	inflight  *inflight
+	tcpPicker *snapshot.Picker
+	outliers  outliers
 
 	// metrics, if set (UseMetrics), receives every request's metrics; collectors are this
 	// proxy's own series, unregistered when it goes (Admin.Remove).
@@ -76,6 +81,8 @@ func New(node string, log *slog.Logger) *Proxy {
 	p.snap.Store(empty)
 	p.fwd = newForwarder(p.log)
 	p.ejector = newEjector()
+	p.inflight = &inflight{}
+	p.tcpPicker = &snapshot.Picker{Usable: p.ejector.usable, Load: p.inflight.load}
 	p.traces = tracelane.New(traceMemoryEntries, traceMemoryTTL)
 	return p
 }

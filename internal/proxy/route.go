@@ -56,7 +56,7 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Sn
 		writeError(w, r, http.StatusServiceUnavailable, "swimlane: no service "+quote(host)+" in the mesh")
 		return
 	}
-	d := snap.RouteHTTP(svc, r, o.asked, p.ejector.usable)
+	d := snap.RouteHTTP(svc, r, o.asked, p.picker(r))
 	o.service, o.served, o.fallback = d.Host, d.Served, d.Fallback()
 	if d.Endpoint != nil {
 		o.endpoint = d.Endpoint.Workload
@@ -128,16 +128,16 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		again.Endpoint, again.Served, again.Tried = nil, "", nil
 		if again.Subset != "" {
 			if set := again.Service.SubsetSet(again.Subset); set != nil {
-				again.Endpoint = set.Pick(p.ejector.usable)
+				again.Endpoint = set.Pick(p.picker(r))
 			}
 		} else {
-			snap.Resolve(&again, p.ejector.usable)
+			snap.Resolve(&again, p.picker(r))
 		}
 		if again.Endpoint == nil {
 			return nil
 		}
 		next := p.targetFor(again.Service, again.Endpoint)
-		next.reroute, next.repick, next.retry = t.reroute, t.repick, t.retry
+		next.reroute, next.repick, next.retry, next.observe = t.reroute, t.repick, t.retry, t.observe
 		return next
 	}
 	t.retry = defaultRetry
@@ -149,16 +149,41 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		// balancer picks again.
 		var ep *snapshot.Endpoint
 		if d.Subset != "" {
-			ep = d.Service.SubsetSet(d.Subset).Pick(p.ejector.usable)
+			ep = d.Service.SubsetSet(d.Subset).Pick(p.picker(r))
 		} else if set := d.Service.LaneSet(d.Served); set != nil {
-			ep = set.Pick(p.ejector.usable)
+			ep = set.Pick(p.picker(r))
 		}
 		if ep == nil {
 			return nil
 		}
 		next := p.targetFor(d.Service, ep)
-		next.reroute, next.repick, next.retry = t.reroute, t.repick, t.retry
+		next.reroute, next.repick, next.retry, next.observe = t.reroute, t.repick, t.retry, t.observe
 		return next
+	}
+	if policy := d.Policy(); policy != nil {
+		if policy.MaxRequests > 0 {
+			// connectionPool: a fast 503 past the limit, as Envoy's circuit breaker answers.
+			c := p.inflight.counter("service:" + d.Service.Name)
+			if c.Add(1) > int64(policy.MaxRequests) {
+				c.Add(-1)
+				w.Header().Set("X-Envoy-Overloaded", "true")
+				writeError(w, r, http.StatusServiceUnavailable, fmt.Sprintf("swimlane: %s is at its connectionPool limit (%d requests in flight): overflow", d.Service.Name, policy.MaxRequests))
+				return
+			}
+			defer c.Add(-1)
+		}
+		if policy.LB == "LEAST_REQUEST" {
+			c := p.inflight.counter(ep.Address)
+			c.Add(1)
+			defer c.Add(-1)
+		}
+		if o := policy.Outlier; o != nil {
+			set := d.Service.LaneSet(d.Served)
+			if d.Subset != "" {
+				set = d.Service.SubsetSet(d.Subset)
+			}
+			t.observe = func(addr string, status int, failed bool) { p.outliers.observe(p, o, set, addr, status, failed) }
+		}
 	}
 	p.fwd.forward(w, r, t)
 }

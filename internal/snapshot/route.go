@@ -324,28 +324,14 @@ type EndpointSet struct {
 	Lane      lane.Lane
 	Subset    string
 	Endpoints []Endpoint
-	next      atomic.Uint32
+	// Policy is the DestinationRule traffic policy for these endpoints; nil for defaults.
+	Policy *TrafficPolicy
+	next   atomic.Uint32
 }
 
 // Usable reports whether a proxy may send to an endpoint now; a proxy uses it for what only
-// it knows (endpoints it ejected after failures). nil means every endpoint is usable.
+// it knows (endpoints it ejected after failures).
 type Usable func(*Endpoint) bool
-
-// Pick returns the next usable endpoint in round-robin order, or nil when none is.
-func (s *EndpointSet) Pick(usable Usable) *Endpoint {
-	n := len(s.Endpoints)
-	if n == 0 {
-		return nil
-	}
-	start := int(s.next.Add(1)-1) % n
-	for i := 0; i < n; i++ {
-		ep := &s.Endpoints[(start+i)%n]
-		if usable == nil || usable(ep) {
-			return ep
-		}
-	}
-	return nil
-}
 
 // Decision is the outcome of routing one request: which service, which endpoint, and how the
 // lane was resolved. Endpoint is nil when nothing can serve the request.
@@ -366,6 +352,22 @@ type Decision struct {
 	Endpoint *Endpoint
 	// NoRoute is set when the service has routes and none matched (a 404, as in Envoy).
 	NoRoute bool
+}
+
+// Policy is the traffic policy of the endpoints d resolved to: its subset's, else its
+// service's; nil for defaults.
+func (d *Decision) Policy() *TrafficPolicy {
+	if d.Service == nil {
+		return nil
+	}
+	if d.Subset != "" {
+		for _, s := range d.Service.Subsets {
+			if s.Name == d.Subset && s.Policy != nil {
+				return s.Policy
+			}
+		}
+	}
+	return d.Service.Policy
 }
 
 // Fallback reports whether the request was served by another lane than it asked for.
@@ -405,7 +407,7 @@ func JoinChain(ls []lane.Lane) string {
 // RouteHTTP routes a request addressed to svc. Routes are tried in order, the first match
 // wins; then the chosen destination resolves to an endpoint: pinned to its subset if it names
 // one, otherwise by lane along the lane's chain (see ARCHITECTURE.md, precedence).
-func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, usable Usable) Decision {
+func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, pk *Picker) Decision {
 	d := Decision{Service: svc, Host: svc.Name, Asked: asked}
 	var dest *Destination
 	for _, r := range svc.HTTP {
@@ -420,18 +422,18 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, u
 	}
 	switch {
 	case d.Route != nil:
-		s.resolveDestination(&d, dest, usable)
+		s.resolveDestination(&d, dest, pk)
 	case len(svc.HTTP) > 0:
 		d.NoRoute = true
 	default:
-		s.Resolve(&d, usable)
+		s.Resolve(&d, pk)
 	}
 	return d
 }
 
 // resolveDestination fills d for one chosen destination: its service, then its pinned subset
 // or, without one, the request's lane along its chain.
-func (s *Snapshot) resolveDestination(d *Decision, dest *Destination, usable Usable) {
+func (s *Snapshot) resolveDestination(d *Decision, dest *Destination, pk *Picker) {
 	d.Host = dest.Host
 	if d.Service = s.Service(dest.Host); d.Service == nil {
 		return
@@ -439,16 +441,16 @@ func (s *Snapshot) resolveDestination(d *Decision, dest *Destination, usable Usa
 	if dest.Subset != "" {
 		d.Subset = dest.Subset
 		if set := d.Service.subsetSets[dest.Subset]; set != nil {
-			d.Endpoint = set.Pick(usable)
+			d.Endpoint = set.Pick(pk)
 		}
 		return
 	}
-	s.Resolve(d, usable)
+	s.Resolve(d, pk)
 }
 
 // RouteVirtualHost routes a request that arrived on a gateway server to one of vh's routes
 // (first match wins; none is a 404), then resolves its destination like RouteHTTP does.
-func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked lane.Lane, usable Usable) Decision {
+func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked lane.Lane, pk *Picker) Decision {
 	d := Decision{Asked: asked, NoRoute: true, Host: req.Host}
 	for _, r := range vh.HTTP {
 		m, ok := r.Matching(req)
@@ -457,7 +459,7 @@ func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked la
 		}
 		d.NoRoute, d.Route, d.Matched = false, r, m
 		if r.Redirect == nil {
-			s.resolveDestination(&d, r.pick(), usable)
+			s.resolveDestination(&d, r.pick(), pk)
 		}
 		return d
 	}
@@ -466,21 +468,21 @@ func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked la
 
 // ResolveTCP picks the endpoint of a TCP route's destination for a connection in lane l
 // (opaque bytes carry no lane, so usually the baseline).
-func (s *Snapshot) ResolveTCP(r *TCPRoute, l lane.Lane, usable Usable) Decision {
+func (s *Snapshot) ResolveTCP(r *TCPRoute, l lane.Lane, pk *Picker) Decision {
 	d := Decision{Asked: l}
-	s.resolveDestination(&d, r.Pick(), usable)
+	s.resolveDestination(&d, r.Pick(), pk)
 	return d
 }
 
 // Resolve fills d's Endpoint, Served and Tried for d.Service and d.Asked: the first lane of
 // the chain with a usable healthy endpoint serves. A service pinned to a lane (Service.Lane)
 // always resolves to its own endpoints.
-func (s *Snapshot) Resolve(d *Decision, usable Usable) {
+func (s *Snapshot) Resolve(d *Decision, pk *Picker) {
 	svc := d.Service
 	if svc.Lane != "" {
 		d.Served = svc.Lane
 		if set := svc.laneSets[svc.Lane]; set != nil {
-			d.Endpoint = set.Pick(usable)
+			d.Endpoint = set.Pick(pk)
 		}
 		return
 	}
@@ -491,7 +493,7 @@ func (s *Snapshot) Resolve(d *Decision, usable Usable) {
 	}
 	for i, l := range chain {
 		if set := svc.laneSets[l]; set != nil {
-			if ep := set.Pick(usable); ep != nil {
+			if ep := set.Pick(pk); ep != nil {
 				d.Served, d.Endpoint, d.Tried = l, ep, chain[:i+1]
 				return
 			}

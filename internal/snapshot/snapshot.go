@@ -100,6 +100,8 @@ type Service struct {
 	External  bool       `json:"external,omitempty"`
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	Subsets   []Subset   `json:"subsets,omitempty"`
+	// Policy is the service's DestinationRule traffic policy (subsets may override it).
+	Policy *TrafficPolicy `json:"policy,omitempty"`
 	// HTTP holds the service's HTTP routes in match order. Empty means the default route: all
 	// traffic to this service, resolved by lane.
 	HTTP []*HTTPRoute `json:"http,omitempty"`
@@ -130,6 +132,8 @@ func (e *Endpoint) Healthy() bool { return e.Health == "" }
 type Subset struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels"`
+	// Policy overrides the service's traffic policy for this subset.
+	Policy *TrafficPolicy `json:"policy,omitempty"`
 }
 
 // Gateway is an ingress proxy. Its main listener (Port) sends everything to DefaultService;
@@ -320,14 +324,17 @@ func (svc *Service) index(m Mesh) {
 		}
 		set := svc.laneSets[l]
 		if set == nil {
-			set = &EndpointSet{Lane: l}
+			set = &EndpointSet{Lane: l, Policy: svc.Policy}
 			svc.laneSets[l] = set
 		}
 		set.Endpoints = append(set.Endpoints, ep)
 	}
 	svc.subsetSets = make(map[string]*EndpointSet, len(svc.Subsets))
 	for _, sub := range svc.Subsets {
-		set := &EndpointSet{Subset: sub.Name}
+		set := &EndpointSet{Subset: sub.Name, Policy: svc.Policy}
+		if sub.Policy != nil {
+			set.Policy = sub.Policy
+		}
 		for _, ep := range svc.Endpoints {
 			if ep.Healthy() && labelsMatch(ep.Labels, sub.Labels) {
 				set.Endpoints = append(set.Endpoints, ep)

@@ -41,6 +41,7 @@ type Compiled struct {
 func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Compiled, error) {
 	c := &compiler{set: set, now: now, services: map[string]*snapshot.Service{}, routedBy: map[string]string{}}
 	c.mesh()
+	c.uniqueNames()
 	c.servicesFromMesh()
 	c.servicesFromKubernetes()
 	c.endpoints(workloads)

@@ -495,8 +495,18 @@ func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficP
 	if tp == nil {
 		return nil
 	}
-	c.onlyFields(at, path, tp, "loadBalancer", "connectionPool", "outlierDetection")
+	c.onlyFields(at, path, tp, "loadBalancer", "connectionPool", "outlierDetection", "tls")
 	out := &snapshot.TrafficPolicy{}
+	if tls := tp.GetTls(); tls != nil {
+		switch tls.GetMode() {
+		case networking.ClientTLSSettings_ISTIO_MUTUAL, networking.ClientTLSSettings_DISABLE:
+			// Seed 002's DestinationRules ask for ISTIO_MUTUAL. Accepted so that YAML loads,
+			// and said plainly: sidecars talk plaintext (on loopback in local mode).
+			c.warn("%s.tls: mode %s accepted, but mTLS is not implemented yet: traffic between sidecars is plaintext", path, tls.GetMode())
+		default:
+			c.fail(at(path+".tls.mode", "%s is not supported yet (ISTIO_MUTUAL and DISABLE are accepted)", tls.GetMode()))
+		}
+	}
 	if lb := tp.GetLoadBalancer(); lb != nil {
 		c.onlyFields(at, path+".loadBalancer", lb, "simple", "consistentHash")
 		switch lb.GetSimple() {

@@ -334,6 +334,11 @@ func TestCompileErrors(t *testing.T) {
 			wantErr: `VirtualService/b: spec.hosts[0]: host "goods-service" is already routed by test.yaml:9: VirtualService/a`,
 		},
 		{
+			name:    "one VirtualService name twice",
+			give:    demoServices + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [goods-service]\n  http:\n  - route:\n    - destination: {host: goods-service}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: [pricing-service]\n  http:\n  - route:\n    - destination: {host: pricing-service}\n",
+			wantErr: `VirtualService/vs: metadata.name: VirtualService/vs is declared twice; the other is test.yaml:9: VirtualService/vs`,
+		},
+		{
 			name:    "duplicate service",
 			give:    demoServices + "---\napiVersion: v1\nkind: Service\nmetadata: {name: goods-service}\nspec:\n  selector: {app: goods}\n  ports: [{port: 80}]\n",
 			wantErr: `Service/goods-service: metadata.name: service "goods-service" is declared twice`,

@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// seedMesh runs one examples/seed-* folder as its README says: `swimlane up` with the mesh
+// file (its ports made free ones) and a watched folder the test copies steps into.
+type seedMesh struct {
+	t       *testing.T
+	p       *process
+	dir     string // the example folder
+	live    string // the watched folder
+	gateway string // the main gateway listener
+	admin   string
+}
+
+func startSeed(t *testing.T, example string) *seedMesh {
+	t.Helper()
+	dir := filepath.Join("..", "examples", example)
+	mesh, err := os.ReadFile(filepath.Join(dir, "mesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Free ports: the main listener, and every Istio Gateway server port remapped to 0.
+	text := strings.Replace(string(mesh), "port: 8080", "port: 0", 1)
+	text = regexp.MustCompile(`("\d+"): \d+`).ReplaceAllString(text, "$1: 0")
+	tmp := t.TempDir()
+	meshFile := filepath.Join(tmp, "mesh.yaml")
+	if err := os.WriteFile(meshFile, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(tmp, "live")
+	os.Mkdir(live, 0o755)
+	p := start(t, "up", "-f", meshFile, "-f", live, "--control-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	s := &seedMesh{t: t, p: p, dir: dir, live: live}
+	s.gateway = p.waitFor(`Gateway ingress listening on (\S+)`, 60*time.Second)[1]
+	s.admin = p.waitFor(`Admin \(metrics\): http://(\S+)`, 10*time.Second)[1]
+	p.waitFor(`Press Ctrl-C`, 10*time.Second)
+	return s
+}
+
+// apply copies steps/<step> into the watched folder as name and waits for it to apply.
+func (s *seedMesh) apply(step, name string) {
+	s.t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.dir, "steps", step))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	before := strings.Count(s.p.out.String(), `msg="config applied"`)
+	writeAtomically(s.t, filepath.Join(s.live, name), string(data))
+	eventually(s.t, 10*time.Second, "step "+step+" to apply", func() bool {
+		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
+	})
+	if strings.Contains(s.p.out.String()[len(s.p.out.String())/2:], "config rejected") {
+		s.t.Fatalf("step %s rejected:\n%s", step, s.p.out.String())
+	}
+}
+
+// serverAddr waits for the Istio Gateway server port to listen and returns its address.
+func (s *seedMesh) serverAddr(port int) string {
+	s.t.Helper()
+	return s.p.waitFor(fmt.Sprintf(`gateway server listening".* gateway=ingress port=%d .*?addr=(\S+)`, port), 10*time.Second)[1]
+}
+
+// echoAnswer is what swimlane echo answers.
+type echoAnswer struct {
+	Service       string            `json:"service"`
+	Version       string            `json:"version"`
+	Headers       map[string]string `json:"headers"`
+	Upstream      *echoAnswer       `json:"upstream"`
+	UpstreamError string            `json:"upstreamError"`
+}
+
+func askEcho(t *testing.T, c *http.Client, url string, headers ...string) (int, *echoAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	var a echoAnswer
+	if res.StatusCode == 200 {
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("answer %q: %v", body, err)
+		}
+	}
+	return res.StatusCode, &a
+}
+
+func within5Sigma(t *testing.T, what string, got, n int, p float64) {
+	t.Helper()
+	sd := math.Sqrt(float64(n) * p * (1 - p))
+	if math.Abs(float64(got)-p*float64(n)) > 5*sd+0.5 {
+		t.Errorf("%s: %d of %d, want %.0f ± %.0f (5σ)", what, got, n, p*float64(n), 5*sd)
+	}
+}
+
+// TestSeed001 runs seed 001: the ingress Gateway and its uri-prefix VirtualService, all to v1,
+// Firefox to v2, 80/20, and a 50% abort on authors.
+func TestSeed001(t *testing.T) {
+	s := startSeed(t, "seed-001-cloud-native-starter")
+	s.apply("1-gateway.yaml", "1-gateway.yaml")
+	s.apply("2-ingress.yaml", "ingress.yaml")
+	url := "http://" + s.serverAddr(80) + "/web-api/v1/getmultiple"
+	c := &http.Client{Timeout: 10 * time.Second}
+	versions := func(n int, headers ...string) map[string]int {
+		out := map[string]int{}
+		for range n {
+			code, a := askEcho(t, c, url, headers...)
+			if code != 200 {
+				out[strconv.Itoa(code)]++
+				continue
+			}
+			out[a.Version]++
+		}
+		return out
+	}
+	within5Sigma(t, "no rule: v1", versions(200)["v1"], 200, 0.5)
+	if code, _ := askEcho(t, c, "http://"+s.serverAddr(80)+"/other"); code != 404 {
+		t.Errorf("a path outside the VirtualService's prefix: %d, want 404", code)
+	}
+
+	s.apply("3-web-api-v1.yaml", "ingress.yaml")
+	if got := versions(50); got["v1"] != 50 {
+		t.Errorf("all to v1: %v", got)
+	}
+	s.apply("4-web-api-firefox.yaml", "ingress.yaml")
+	if got := versions(30, "user-agent", "Mozilla/5.0 Firefox/120.0"); got["v2"] != 30 {
+		t.Errorf("Firefox: %v, want all v2", got)
+	}
+	if got := versions(30, "user-agent", "curl/8"); got["v1"] != 30 {
+		t.Errorf("not Firefox: %v, want all v1", got)
+	}
+	s.apply("5-web-api-80-20.yaml", "ingress.yaml")
+	within5Sigma(t, "80/20: v1", versions(400)["v1"], 400, 0.8)
+
+	s.apply("6-fault-authors-500-50per.yaml", "authors.yaml")
+	failed := 0
+	const n = 300
+	for range n {
+		if _, a := askEcho(t, c, url); a.UpstreamError != "" && strings.Contains(a.UpstreamError, "500") {
+			failed++
+		}
+	}
+	within5Sigma(t, "authors aborted with 500", failed, n, 0.5)
+}
+
+// TestSeed003 runs seed 003: TCP through the gateway's own port, all to v1, then 80/20.
+func TestSeed003(t *testing.T) {
+	s := startSeed(t, "seed-003-tcp-routing")
+	s.apply("1-all-v1.yaml", "tcp-echo.yaml")
+	addr := s.serverAddr(31400)
+	version := func() string {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "hello\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("tcp-echo: %v", err)
+		}
+		v, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if rest != "hello" {
+			t.Fatalf("tcp-echo answered %q", line)
+		}
+		return v
+	}
+	for range 20 {
+		if v := version(); v != "one" {
+			t.Fatalf("all to v1: got %q", v)
+		}
+	}
+	s.apply("2-80-20.yaml", "tcp-echo.yaml")
+	ones := 0
+	const n = 300
+	for range n {
+		if version() == "one" {
+			ones++
+		}
+	}
+	within5Sigma(t, "80/20: v1", ones, n, 0.8)
+}
+
+// TestSeed004 runs seed 004: mirroring to v2 (callers see only v1, v2 gets the copies), then
+// 90/10, then the full release by removing the VirtualService.
+func TestSeed004(t *testing.T) {
+	s := startSeed(t, "seed-004-mirror-canary")
+	s.apply("0-destinationrule.yaml", "dr.yaml")
+	url := "http://" + s.gateway + "/api/customers"
+	c := &http.Client{Timeout: 10 * time.Second}
+	count := func(n int) map[string]int {
+		out := map[string]int{}
+		for range n {
+			code, a := askEcho(t, c, url)
+			if code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			out[a.Version]++
+		}
+		return out
+	}
+	s.apply("1-mirror.yaml", "vs.yaml")
+	const n = 100
+	if got := count(n); got["v1"] != n {
+		t.Errorf("mirroring: callers got %v, want v1 only", got)
+	}
+	eventually(t, 10*time.Second, "v2 to have received the mirrored copies", func() bool {
+		return inboundRequests(t, s.admin, "sidecar~customermanagementapi-v2") >= n
+	})
+
+	s.apply("2-canary.yaml", "vs.yaml")
+	within5Sigma(t, "canary 90/10: v2", count(400)["v2"], 400, 0.1)
+
+	before := strings.Count(s.p.out.String(), `msg="config applied"`)
+	os.Remove(filepath.Join(s.live, "vs.yaml"))
+	eventually(t, 10*time.Second, "the removal to apply", func() bool {
+		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
+	})
+	within5Sigma(t, "full release: v2", count(400)["v2"], 400, 0.5)
+}
+
+// inboundRequests reads from the admin metrics how many requests a sidecar's inbound saw.
+func inboundRequests(t *testing.T, admin, proxy string) int {
+	res, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	total := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "swimlane_requests_total{") && strings.Contains(line, `direction="inbound"`) && strings.Contains(line, `proxy="`+proxy+`"`) {
+			f := strings.Fields(line)
+			n, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += int(n)
+		}
+	}
+	return total
+}

@@ -246,8 +246,8 @@ func (c *compiler) istioRoute(at errorf, path string, r *networking.HTTPRoute) *
 	}
 	for i, m := range r.GetMatch() {
 		mp := fmt.Sprintf("%s.match[%d]", path, i)
-		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers", "withoutHeaders", "queryParams", "ignoreUriCase")
-		hm := snapshot.HTTPMatch{IgnoreURICase: m.GetIgnoreUriCase()}
+		c.onlyFields(at, mp, m, "name", "uri", "method", "authority", "headers", "withoutHeaders", "queryParams", "ignoreUriCase", "sourceLabels")
+		hm := snapshot.HTTPMatch{IgnoreURICase: m.GetIgnoreUriCase(), SourceLabels: m.GetSourceLabels()}
 		hm.URI = c.istioString(at, mp+".uri", m.GetUri())
 		hm.Method = c.istioString(at, mp+".method", m.GetMethod())
 		hm.Authority = c.istioString(at, mp+".authority", m.GetAuthority())

@@ -225,3 +225,40 @@ spec:
 		t.Errorf("endpoints reached: %v", got)
 	}
 }
+
+// TestSourceLabels checks a sourceLabels match holds only for requests from a workload with
+// those labels (the proxy's own).
+func TestSourceLabels(t *testing.T) {
+	snap := build(t, demoServices+`---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pricing}
+spec:
+  host: pricing-service
+  subsets: [{name: f1, labels: {swimlane: dev-feature1}}, {name: main, labels: {swimlane: main}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pricing}
+spec:
+  hosts: [pricing-service]
+  http:
+  - match: [{sourceLabels: {app: goods, swimlane: dev-feature1}}]
+    route: [{destination: {host: pricing-service, subset: f1}}]
+  - route: [{destination: {host: pricing-service, subset: main}}]
+`, demoWorkloads...)
+	req, _ := http.NewRequest("GET", "http://pricing-service/", nil)
+	for _, tt := range []struct {
+		source map[string]string
+		want   string
+	}{
+		{map[string]string{"app": "goods", "swimlane": "dev-feature1"}, "pricing-f1"},
+		{map[string]string{"app": "goods", "swimlane": "main"}, "pricing-main"},
+		{nil, "pricing-main"},
+	} {
+		d := snap.RouteHTTP(snap.Service("pricing-service"), req, "", &snapshot.Picker{Source: tt.source})
+		if d.Endpoint == nil || d.Endpoint.Workload != tt.want {
+			t.Errorf("from %v: %v, want %s", tt.source, d.Endpoint, tt.want)
+		}
+	}
+}

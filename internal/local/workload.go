@@ -167,6 +167,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 	}
 
 	p := m.newProxy("sidecar~" + name)
+	p.Labels = spec.Labels
 	m.goRun(func() { <-ctx.Done(); m.admin.Remove(p) })
 	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
 	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })

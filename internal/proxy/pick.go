@@ -11,7 +11,7 @@ import (
 // picker is what this proxy brings to picking an endpoint for r: its ejections, the request
 // (consistent hashing) and its in-flight counts (LEAST_REQUEST).
 func (p *Proxy) picker(r *http.Request) *snapshot.Picker {
-	return &snapshot.Picker{Usable: p.ejector.usable, Request: r, Load: p.inflight.load}
+	return &snapshot.Picker{Usable: p.ejector.usable, Request: r, Load: p.inflight.load, Source: p.Labels}
 }
 
 // inflight counts this proxy's requests in flight per endpoint address and per service.

@@ -48,6 +48,9 @@ type Proxy struct {
 	// proxy's own series, unregistered when it goes (Admin.Remove).
 	metrics    *Metrics
 	collectors []prometheus.Collector
+	// Labels are the labels of the workload this proxy serves (none for a gateway), matched by
+	// VirtualService sourceLabels. Set before serving.
+	Labels map[string]string
 	// AccessLog, if set before serving, logs one line per request (lane asked, served,
 	// fallback, endpoint, status) at info level.
 	AccessLog bool

@@ -44,6 +44,15 @@ type Picker struct {
 	Usable  Usable
 	Request *http.Request
 	Load    func(*Endpoint) int64
+	// Source is the calling workload's labels, for sourceLabels matches.
+	Source map[string]string
+}
+
+func (pk *Picker) source() map[string]string {
+	if pk == nil {
+		return nil
+	}
+	return pk.Source
 }
 
 func (pk *Picker) usable(ep *Endpoint) bool {

@@ -133,6 +133,8 @@ type HTTPMatch struct {
 	QueryParams []HeaderMatch `json:"queryParams,omitempty"`
 	// IgnoreURICase makes URI exact and prefix matches case-insensitive.
 	IgnoreURICase bool `json:"ignoreUriCase,omitempty"`
+	// SourceLabels must all be labels of the calling workload (the proxy's own).
+	SourceLabels map[string]string `json:"sourceLabels,omitempty"`
 }
 
 // HeaderMatch matches one header by name (case-insensitive).
@@ -232,8 +234,12 @@ func (m *StringMatch) Matches(v string) bool {
 	return true
 }
 
-// Matches reports whether the request satisfies every condition of m.
-func (m *HTTPMatch) Matches(r *http.Request) bool {
+// Matches reports whether the request, sent by a workload labelled source, satisfies every
+// condition of m.
+func (m *HTTPMatch) Matches(r *http.Request, source map[string]string) bool {
+	if len(m.SourceLabels) > 0 && !labelsMatch(source, m.SourceLabels) {
+		return false
+	}
 	if m.URI != nil {
 		if m.IgnoreURICase {
 			lower := *m.URI
@@ -285,14 +291,15 @@ func headerValue(r *http.Request, canonicalName string) (string, bool) {
 	return strings.Join(vs, ","), true
 }
 
-// Matching reports whether the route applies to req: no match conditions, or any one of
-// them. It returns the match block that held (nil when the route has none).
-func (r *HTTPRoute) Matching(req *http.Request) (*HTTPMatch, bool) {
+// Matching reports whether the route applies to req from a workload labelled source: no
+// match conditions, or any one of them. It returns the match block that held (nil when the
+// route has none).
+func (r *HTTPRoute) Matching(req *http.Request, source map[string]string) (*HTTPMatch, bool) {
 	if len(r.Match) == 0 {
 		return nil, true
 	}
 	for i := range r.Match {
-		if r.Match[i].Matches(req) {
+		if r.Match[i].Matches(req, source) {
 			return &r.Match[i], true
 		}
 	}
@@ -411,7 +418,7 @@ func (s *Snapshot) RouteHTTP(svc *Service, req *http.Request, asked lane.Lane, p
 	d := Decision{Service: svc, Host: svc.Name, Asked: asked}
 	var dest *Destination
 	for _, r := range svc.HTTP {
-		if m, ok := r.Matching(req); ok {
+		if m, ok := r.Matching(req, pk.source()); ok {
 			d.Route, d.Matched = r, m
 			if r.Redirect != nil {
 				return d // answered by the proxy: no destination
@@ -453,7 +460,7 @@ func (s *Snapshot) resolveDestination(d *Decision, dest *Destination, pk *Picker
 func (s *Snapshot) RouteVirtualHost(vh *VirtualHost, req *http.Request, asked lane.Lane, pk *Picker) Decision {
 	d := Decision{Asked: asked, NoRoute: true, Host: req.Host}
 	for _, r := range vh.HTTP {
-		m, ok := r.Matching(req)
+		m, ok := r.Matching(req, pk.source())
 		if !ok {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ func Run(ctx context.Context, name string, args []string) error {
 	protocol := fs.String("protocol", "http", "sidecar: the app's protocol: http, http2, grpc or tcp")
 	gateway := fs.String("gateway", "", "gateway: the gateway's name in the mesh config (needs --listen)")
 	listen := fs.String("listen", "", "gateway: listen address, e.g. 127.0.0.1:8080")
+	labels := fs.String("labels", "", "sidecar: the workload's labels, k=v,k2=v2 (for VirtualService sourceLabels)")
 	verbose := fs.Bool("v", false, "log every request and snapshot (debug level)")
 	adminAddr := fs.String("admin", "127.0.0.1:15000", "admin API: /metrics, /healthz, /proxies (empty to disable)")
 	accessLog := fs.Bool("access-log", false, "log one line per request: lane asked, lane served, fallback, endpoint, status")
@@ -64,6 +66,16 @@ func Run(ctx context.Context, name string, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	p := proxy.New(id, log)
+	if *labels != "" {
+		p.Labels = map[string]string{}
+		for _, kv := range strings.Split(*labels, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("proxy: --labels %q: want k=v,k2=v2", *labels)
+			}
+			p.Labels[k] = v
+		}
+	}
 	metrics := proxy.NewMetrics()
 	p.UseMetrics(metrics)
 	p.AccessLog = *accessLog

@@ -167,7 +167,8 @@ func TestSeed001(t *testing.T) {
 // TestSeed003 runs seed 003: TCP through the gateway's own port, all to v1, then 80/20.
 func TestSeed003(t *testing.T) {
 	s := startSeed(t, "seed-003-tcp-routing")
-	s.apply("1-all-v1.yaml", "tcp-echo.yaml")
+	s.apply("1-gateway.yaml", "gateway.yaml")
+	s.apply("2-all-v1.yaml", "vs.yaml")
 	addr := s.serverAddr(31400)
 	version := func() string {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -192,7 +193,7 @@ func TestSeed003(t *testing.T) {
 			t.Fatalf("all to v1: got %q", v)
 		}
 	}
-	s.apply("2-80-20.yaml", "tcp-echo.yaml")
+	s.apply("3-80-20.yaml", "vs.yaml")
 	ones := 0
 	const n = 300
 	for range n {
@@ -258,4 +259,62 @@ func inboundRequests(t *testing.T, admin, proxy string) int {
 		}
 	}
 	return total
+}
+
+// TestSeed002 runs seed 002: a three-hop chain whose failures cascade; retries on every hop
+// make a 30% failure rate all but disappear; x-dev-user: super-secret reaches the canary; the
+// trace headers reach the last hop.
+func TestSeed002(t *testing.T) {
+	s := startSeed(t, "seed-002-retries-canary")
+	s.apply("1-gateway.yaml", "gateway.yaml")
+	s.apply("2-destinationrules.yaml", "destinationrules.yaml")
+	s.p.waitFor(`mTLS is not implemented yet`, 5*time.Second)
+	s.apply("3-routing-1.yaml", "routing.yaml")
+	url := "http://" + s.serverAddr(80) + "/"
+	c := &http.Client{Timeout: 30 * time.Second}
+	failureRate := func(n int) float64 {
+		failed := 0
+		for range n {
+			if code, _ := askEcho(t, c, url, "fail", "0.3"); code != 200 {
+				failed++
+			}
+		}
+		return float64(failed) / float64(n)
+	}
+	const n = 200
+	// No retries: each of three hops fails 30% of the time: 1 - 0.7^3 = 66%.
+	noRetries := failureRate(n)
+	if noRetries < 0.5 {
+		t.Errorf("without retries %.2f failed; the seed shows most requests failing (expected 0.66)", noRetries)
+	}
+	s.apply("4-routing-2.yaml", "routing.yaml")
+	withRetries := failureRate(n)
+	// With retries: at most about 1 - (1 - 0.3^4)^3 = 2.4%, less as retries nest.
+	if withRetries > 0.06 {
+		t.Errorf("with retries %.3f failed, want the errors (nearly) gone", withRetries)
+	}
+	t.Logf("fail: 0.3 over three hops: %.1f%% failed without retries, %.1f%% with", 100*noRetries, 100*withRetries)
+
+	s.apply("5-routing-3.yaml", "routing.yaml")
+	middleware := func(headers ...string) string {
+		code, a := askEcho(t, c, url, headers...)
+		if code != 200 || a.Upstream == nil {
+			t.Fatalf("status %d, answer %+v", code, a)
+		}
+		return a.Upstream.Version
+	}
+	for range 20 {
+		if v := middleware("x-dev-user", "super-secret"); v != "canary" {
+			t.Fatalf("x-dev-user: super-secret reached middleware %s", v)
+		}
+		if v := middleware(); v != "prod" {
+			t.Fatalf("without the header: middleware %s", v)
+		}
+	}
+	// The trace headers travel the whole chain.
+	_, a := askEcho(t, c, url, "x-request-id", "req-42", "x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124", "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	backend := a.Upstream.Upstream
+	if backend == nil || backend.Headers["x-request-id"] != "req-42" || backend.Headers["x-b3-traceid"] != "463ac35c9f6413ad48485a3953bb6124" || !strings.HasPrefix(backend.Headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
+		t.Errorf("trace headers at the backend: %+v", backend)
+	}
 }

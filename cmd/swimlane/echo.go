@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"swimlane.dev/swimlane/internal/echo"
@@ -15,10 +17,18 @@ func runEcho(ctx context.Context, args []string) error {
 	service := fs.String("service", os.Getenv("WORKLOAD"), "service name to report (default $WORKLOAD)")
 	version := fs.String("version", "", "version to report, e.g. v1")
 	lane := fs.String("lane", os.Getenv("LANE"), "lane to report (default $LANE)")
-	upstream := fs.String("upstream", "", "URL to call on every request, e.g. http://backend:8080/ (through the sidecar)")
-	forward := fs.String("forward", strings.Join(echo.DefaultForward, ","), "request headers copied to the upstream call, comma-separated (empty: none)")
+	propagate := fs.Bool("propagate-errors", false, "http: answer 502 when the upstream failed, so failures cascade as in seed 002 (default: report it in the answer's upstreamError)")
+	protocol := fs.String("protocol", "http", "protocol to serve: http (HTTP/1.1 and h2c), grpc (swimlane.echo.v1.Echo and grpc.health.v1) or tcp (line echo prefixed with the version)")
+	upstream := fs.String("upstream", "", "next hop to call on every request (through the sidecar): with http a URL, e.g. http://backend:8080/; with grpc a target, e.g. echo-b:9000; unused with tcp")
+	forward := fs.String("forward", strings.Join(echo.DefaultForward, ","), "request headers (grpc: metadata keys) copied to the upstream call, comma-separated (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !slices.Contains(echo.Protocols, *protocol) {
+		return fmt.Errorf("echo: --protocol %q: want one of %s", *protocol, strings.Join(echo.Protocols, ", "))
+	}
+	if *protocol == "tcp" && *upstream != "" {
+		return fmt.Errorf("echo: --upstream is not supported with --protocol tcp")
 	}
 	if *port == "" {
 		*port = "8080"
@@ -33,5 +43,5 @@ func runEcho(ctx context.Context, args []string) error {
 			fwd = append(fwd, h)
 		}
 	}
-	return echo.Serve(ctx, echo.Config{Service: *service, Version: *version, Lane: *lane, Upstream: *upstream, Forward: fwd, Listener: lis})
+	return echo.Serve(ctx, echo.Config{Service: *service, Version: *version, Lane: *lane, Upstream: *upstream, Forward: fwd, Listener: lis, Protocol: *protocol, PropagateErrors: *propagate})
 }

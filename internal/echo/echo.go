@@ -1,15 +1,25 @@
 // Package echo is `swimlane echo`, a test workload like Istio's echo and httpbin: it answers
-// every HTTP request with who it is (service, version, lane) and what it received, makes
-// faults on demand, and can call the next service of a chain, nesting that answer in its own.
+// every request with who it is (service, version, lane) and what it received, makes faults on
+// demand, and can call the next service of a chain, nesting that answer in its own.
 //
-// Request headers it obeys:
+// It speaks one of three protocols (Config.Protocol):
 //
-//	fail: 0.3     answer 500 with that probability (0..1), as seed 002's services do
+//   - "http" (default): HTTP/1.1 and HTTP/2 cleartext with prior knowledge (h2c) on the same
+//     port, answering JSON (see Answer).
+//   - "grpc": the swimlane.echo.v1.Echo service (api/echo/v1/echo.proto, package echopb) and
+//     the standard grpc.health.v1 health service (SERVING).
+//   - "tcp": a line echo like Istio's tcp-echo sample: every line received is answered with
+//     "<version> <line>" until the client closes.
+//
+// Request headers (HTTP) or metadata keys (gRPC) it obeys:
+//
+//	fail: 0.3     fail with that probability (0..1): HTTP 500, gRPC INTERNAL "injected failure"
 //	delay: 250ms  wait that long before answering
 //
-// With an upstream, it calls it (through the sidecar set in HTTP_PROXY) forwarding only the
-// headers named in Forward, so tests can model apps that forward some context and not other.
-// GET /healthz answers 200 or 503; POST /healthz?healthy=false|true flips it.
+// With an upstream (HTTP: a URL; gRPC: a target such as echo-b:9000), it calls it (through the
+// sidecar set in HTTP_PROXY / HTTPS_PROXY) forwarding only the headers named in Forward (plus
+// fail and delay), so tests can model apps that forward some context and not other.
+// In HTTP mode GET /healthz answers 200 or 503; POST /healthz?healthy=false|true flips it.
 package echo
 
 import (
@@ -32,6 +42,9 @@ import (
 var DefaultForward = []string{"x-swimlane", "baggage", "traceparent", "tracestate", "x-request-id",
 	"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "uberctx-swimlane", "ot-baggage-swimlane"}
 
+// faultHeaders travel with every upstream call, so a chain can inject faults downstream.
+var faultHeaders = []string{"fail", "delay"}
+
 // Config is one echo server.
 type Config struct {
 	Service, Version, Lane string
@@ -41,7 +54,16 @@ type Config struct {
 	Forward []string
 	// Listener to serve on.
 	Listener net.Listener
+	// Protocol is "http" (the default when empty: HTTP/1.1 and h2c), "grpc" or "tcp".
+	Protocol string
+	// PropagateErrors makes an HTTP echo answer 502 when its upstream failed or answered
+	// non-200, as apps that cascade failures do (seed 002), instead of reporting the failure
+	// in its own 200 answer.
+	PropagateErrors bool
 }
+
+// Protocols lists the values of Config.Protocol.
+var Protocols = []string{"http", "grpc", "tcp"}
 
 // Answer is what echo replies, as JSON.
 type Answer struct {
@@ -60,6 +82,24 @@ type Answer struct {
 
 // Serve runs the server until ctx ends.
 func Serve(ctx context.Context, cfg Config) error {
+	if cfg.Listener == nil {
+		return errors.New("echo: no listener")
+	}
+	switch cfg.Protocol {
+	case "", "http":
+		return serveHTTP(ctx, cfg)
+	case "grpc":
+		return serveGRPC(ctx, cfg)
+	case "tcp":
+		return serveTCP(ctx, cfg)
+	default:
+		cfg.Listener.Close()
+		return fmt.Errorf("echo: unknown protocol %q (want one of %s)", cfg.Protocol, strings.Join(Protocols, ", "))
+	}
+}
+
+// serveHTTP serves HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on the listener.
+func serveHTTP(ctx context.Context, cfg Config) error {
 	var healthy atomic.Bool
 	healthy.Store(true)
 	client := &http.Client{Timeout: 30 * time.Second} // honours HTTP_PROXY: the sidecar
@@ -93,13 +133,19 @@ func Serve(ctx context.Context, cfg Config) error {
 		}
 		if cfg.Upstream != "" {
 			a.Upstream, a.UpstreamError = callUpstream(r, client, cfg)
+			if cfg.PropagateErrors && a.UpstreamError != "" {
+				http.Error(w, fmt.Sprintf("%s %s: upstream failed: %s", cfg.Service, cfg.Version, a.UpstreamError), http.StatusBadGateway)
+				return
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(a)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge; the answer's proto is HTTP/2.0
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -123,7 +169,7 @@ func callUpstream(in *http.Request, client *http.Client, cfg Config) (*Answer, s
 		}
 	}
 	// Faults travel with the request so a chain can inject them downstream.
-	for _, h := range []string{"fail", "delay"} {
+	for _, h := range faultHeaders {
 		if v := in.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

@@ -42,7 +42,7 @@ func (c *compiler) destinationRules() {
 			c.fail(o.Errorf("spec.host", "service %q already has subsets from another DestinationRule", svc.Name))
 			continue
 		}
-		svc.Policy = c.trafficPolicy(o.Errorf, "spec.trafficPolicy", dr.GetTrafficPolicy())
+		svc.Policy = c.trafficPolicy(o.Errorf, "spec.trafficPolicy", dr.GetTrafficPolicy(), svc.Port)
 		seen := map[string]bool{}
 		for i, s := range dr.GetSubsets() {
 			path := fmt.Sprintf("spec.subsets[%d]", i)
@@ -56,7 +56,7 @@ func (c *compiler) destinationRules() {
 				continue
 			}
 			seen[s.GetName()] = true
-			svc.Subsets = append(svc.Subsets, snapshot.Subset{Name: s.GetName(), Labels: s.GetLabels(), Policy: c.trafficPolicy(o.Errorf, path+".trafficPolicy", s.GetTrafficPolicy())})
+			svc.Subsets = append(svc.Subsets, snapshot.Subset{Name: s.GetName(), Labels: s.GetLabels(), Policy: c.trafficPolicy(o.Errorf, path+".trafficPolicy", s.GetTrafficPolicy(), svc.Port)})
 		}
 	}
 }
@@ -491,12 +491,33 @@ func headerOps(o *networking.Headers_HeaderOperations) *snapshot.HeaderOps {
 
 // trafficPolicy compiles a DestinationRule trafficPolicy: load balancing, connection pool
 // limits (as one bound on in-flight requests per proxy) and outlier detection.
-func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficPolicy) *snapshot.TrafficPolicy {
+//
+// portLevelSettings apply to the service's port (Swimlane services have one): a setting for
+// that port replaces the policy's own load balancer, connection pool and outlier detection.
+func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficPolicy, port int) *snapshot.TrafficPolicy {
 	if tp == nil {
 		return nil
 	}
-	c.onlyFields(at, path, tp, "loadBalancer", "connectionPool", "outlierDetection", "tls")
-	out := &snapshot.TrafficPolicy{}
+	c.onlyFields(at, path, tp, "loadBalancer", "connectionPool", "outlierDetection", "tls", "portLevelSettings")
+	out := c.policyFields(at, path, tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection())
+	for i, pl := range tp.GetPortLevelSettings() {
+		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
+		c.onlyFields(at, pp, pl, "port", "loadBalancer", "connectionPool", "outlierDetection")
+		if int(pl.GetPort().GetNumber()) != port {
+			c.warn("%s: port %d is not the service's port %d; the setting applies to nothing", pp, pl.GetPort().GetNumber(), port)
+			continue
+		}
+		lvl := c.policyFields(at, pp, pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection())
+		if pl.GetLoadBalancer() != nil {
+			out.LB, out.Hash = lvl.LB, lvl.Hash
+		}
+		if pl.GetConnectionPool() != nil {
+			out.MaxRequests = lvl.MaxRequests
+		}
+		if pl.GetOutlierDetection() != nil {
+			out.Outlier = lvl.Outlier
+		}
+	}
 	if tls := tp.GetTls(); tls != nil {
 		switch tls.GetMode() {
 		case networking.ClientTLSSettings_ISTIO_MUTUAL, networking.ClientTLSSettings_DISABLE:
@@ -507,7 +528,14 @@ func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficP
 			c.fail(at(path+".tls.mode", "%s is not supported yet (ISTIO_MUTUAL and DISABLE are accepted)", tls.GetMode()))
 		}
 	}
-	if lb := tp.GetLoadBalancer(); lb != nil {
+	return out
+}
+
+// policyFields compiles the load balancer, connection pool and outlier detection of a policy
+// or of one of its port-level settings.
+func (c *compiler) policyFields(at errorf, path string, lb *networking.LoadBalancerSettings, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection) *snapshot.TrafficPolicy {
+	out := &snapshot.TrafficPolicy{}
+	if lb != nil {
 		c.onlyFields(at, path+".loadBalancer", lb, "simple", "consistentHash")
 		switch lb.GetSimple() {
 		case networking.LoadBalancerSettings_UNSPECIFIED, networking.LoadBalancerSettings_ROUND_ROBIN:
@@ -523,7 +551,7 @@ func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficP
 			out.Hash = &snapshot.HashPolicy{Header: h.GetHttpHeaderName(), Cookie: h.GetHttpCookie().GetName(), Query: h.GetHttpQueryParameterName(), SourceIP: h.GetUseSourceIp()}
 		}
 	}
-	if cp := tp.GetConnectionPool(); cp != nil {
+	if cp != nil {
 		c.onlyFields(at, path+".connectionPool", cp, "tcp", "http")
 		// One bound on what a proxy has in flight to the service: http2MaxRequests, else
 		// maxConnections plus http1MaxPendingRequests (the requests that may wait for one).
@@ -541,7 +569,7 @@ func (c *compiler) trafficPolicy(at errorf, path string, tp *networking.TrafficP
 			c.onlyFields(at, path+".connectionPool.http", h, "http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection", "maxRetries")
 		}
 	}
-	if od := tp.GetOutlierDetection(); od != nil {
+	if od != nil {
 		c.onlyFields(at, path+".outlierDetection", od, "consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors", "interval", "baseEjectionTime", "maxEjectionPercent")
 		o := &snapshot.OutlierPolicy{Consecutive5xx: 5, BaseEjection: snapshot.Duration{Duration: 30 * time.Second}, MaxEjectionPercent: 10} // Istio's defaults
 		if v := od.GetConsecutive_5XxErrors(); v != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -317,4 +318,64 @@ func TestSeed002(t *testing.T) {
 	if backend == nil || backend.Headers["x-request-id"] != "req-42" || backend.Headers["x-b3-traceid"] != "463ac35c9f6413ad48485a3953bb6124" || !strings.HasPrefix(backend.Headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-") {
 		t.Errorf("trace headers at the backend: %+v", backend)
 	}
+}
+
+// TestSeed002Egress checks seed 002's egress rule in its REGISTRY_ONLY mesh: from a
+// workload's sidecar, a host outside the registry is refused; a ServiceEntry opens that one
+// host (here a stand-in on loopback: this machine has no internet) while others stay blocked.
+func TestSeed002Egress(t *testing.T) {
+	partner := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "partner answered for "+r.Host)
+	})}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go partner.Serve(lis)
+	t.Cleanup(func() { partner.Close() })
+
+	s := startSeed(t, "seed-002-retries-canary")
+	outbound := s.p.waitFor(`workload started" workload=frontend-prod .*?outbound=(\S+)`, 10*time.Second)[1]
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustParse(t, "http://"+outbound))}}
+	get := func(url string) (int, string) {
+		res, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	if code, body := get("http://api.partner.example/time"); code != http.StatusBadGateway || !strings.Contains(body, "REGISTRY_ONLY") {
+		t.Fatalf("before the ServiceEntry: %d %q, want 502 naming REGISTRY_ONLY", code, body)
+	}
+	host, port, _ := net.SplitHostPort(lis.Addr().String())
+	before := strings.Count(s.p.out.String(), `msg="config applied"`)
+	writeAtomically(t, filepath.Join(s.live, "egress.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: partner}
+spec:
+  hosts: [api.partner.example]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: %s, ports: {http: %s}}]
+`, host, port))
+	eventually(t, 10*time.Second, "the ServiceEntry to apply", func() bool {
+		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
+	})
+	if code, body := get("http://api.partner.example/time"); code != 200 || !strings.HasPrefix(body, "partner answered") {
+		t.Errorf("after the ServiceEntry: %d %q", code, body)
+	}
+	if code, _ := get("http://other.partner.example/"); code != http.StatusBadGateway {
+		t.Errorf("another outside host: %d, want it still blocked", code)
+	}
+}
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -51,6 +51,7 @@ func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Co
 	c.destinationRules()
 	c.virtualServices()
 	c.httpRoutes()
+	c.gatewayRouteKinds()
 	c.lanes()
 	c.laneEntries()
 	if err := errors.Join(c.errs...); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -15,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1alpha2 "sigs.k8s.io/gateway-api/apis/v1alpha2"
 )
 
 // LoadFiles reads every path, a file or a folder (its *.yaml and *.yml files in name order,
@@ -95,6 +97,8 @@ func (s *Set) Merge(o *Set) {
 	s.VirtualServices = append(s.VirtualServices, o.VirtualServices...)
 	s.DestinationRules = append(s.DestinationRules, o.DestinationRules...)
 	s.HTTPRoutes = append(s.HTTPRoutes, o.HTTPRoutes...)
+	s.GRPCRoutes = append(s.GRPCRoutes, o.GRPCRoutes...)
+	s.TCPRoutes = append(s.TCPRoutes, o.TCPRoutes...)
 	s.Services = append(s.Services, o.Services...)
 	s.Lanes = append(s.Lanes, o.Lanes...)
 	s.ServiceEntries = append(s.ServiceEntries, o.ServiceEntries...)
@@ -287,6 +291,18 @@ func parseDoc(set *Set, file string, root *yaml.Node) []error {
 			d.decodeStrict(specKey, spec, "spec", s)
 		}
 		set.HTTPRoutes = append(set.HTTPRoutes, &Object[*gatewayv1.HTTPRouteSpec]{d.src, s, root})
+	case "GRPCRoute":
+		s := &gatewayv1.GRPCRouteSpec{}
+		if spec != nil {
+			d.decodeStrict(specKey, spec, "spec", s)
+		}
+		set.GRPCRoutes = append(set.GRPCRoutes, &Object[*gatewayv1.GRPCRouteSpec]{d.src, s, root})
+	case "TCPRoute":
+		s := &gatewayv1alpha2.TCPRouteSpec{}
+		if spec != nil {
+			d.decodeStrict(specKey, spec, "spec", s)
+		}
+		set.TCPRoutes = append(set.TCPRoutes, &Object[*gatewayv1alpha2.TCPRouteSpec]{d.src, s, root})
 	case "Service":
 		s := &corev1.ServiceSpec{}
 		if spec != nil {
@@ -343,9 +359,19 @@ func notRead(apiVersion, kind string) string {
 			return ""
 		}
 		return "networking.istio.io " + kind + " is not supported yet"
-	case group == "gateway.networking.k8s.io" && (version == "v1" || version == "v1beta1"):
-		if kind == "HTTPRoute" {
+	case group == "gateway.networking.k8s.io" && (version == "v1" || version == "v1beta1" || version == "v1alpha2"):
+		// Each kind at the versions whose schema the decoder reads (GRPCRoute v1alpha2 is
+		// v1's; TCPRoute has no v1 in the gateway-api module this builds with).
+		versions := map[string][]string{
+			"HTTPRoute": {"v1", "v1beta1"},
+			"GRPCRoute": {"v1", "v1alpha2"},
+			"TCPRoute":  {"v1alpha2"},
+		}[kind]
+		if slices.Contains(versions, version) {
 			return ""
+		}
+		if len(versions) > 0 {
+			return fmt.Sprintf("%s %s is not supported yet; use gateway.networking.k8s.io/%s", apiVersion, kind, versions[0])
 		}
 		return "gateway.networking.k8s.io " + kind + " is not supported yet"
 	case apiVersion == "v1" && kind == "Service":

@@ -435,8 +435,8 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:    "gateway api kind not supported yet",
-			give:    "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: goods}\n",
-			wantErr: "routing.yaml:2: GRPCRoute/goods: gateway.networking.k8s.io GRPCRoute is not supported yet",
+			give:    "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {name: goods}\n",
+			wantErr: "routing.yaml:2: TLSRoute/goods: gateway.networking.k8s.io TLSRoute is not supported yet",
 		},
 		{
 			name:    "workload",

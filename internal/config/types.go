@@ -13,6 +13,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1alpha2 "sigs.k8s.io/gateway-api/apis/v1alpha2"
 
 	"swimlane.dev/swimlane/internal/snapshot"
 )
@@ -80,6 +81,8 @@ type Set struct {
 	ServiceEntries   []*Object[*networking.ServiceEntry]
 	Gateways         []*Object[*networking.Gateway]
 	HTTPRoutes       []*Object[*gatewayv1.HTTPRouteSpec]
+	GRPCRoutes       []*Object[*gatewayv1.GRPCRouteSpec]
+	TCPRoutes        []*Object[*gatewayv1alpha2.TCPRouteSpec]
 	Services         []*Object[*corev1.ServiceSpec]
 	Lanes            []*Object[*Lane]
 	LaneEntries      []*Object[*LaneEntry]

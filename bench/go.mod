@@ -1,0 +1,3 @@
+module swimlane.dev/swimlane/bench
+
+go 1.26

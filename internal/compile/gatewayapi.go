@@ -17,30 +17,7 @@ import (
 func (c *compiler) httpRoutes() {
 	for _, o := range c.set.HTTPRoutes {
 		spec := o.Spec
-		var targets []*snapshot.Service
-		for i, p := range spec.ParentRefs {
-			path := fmt.Sprintf("spec.parentRefs[%d]", i)
-			group, kind := "", "Gateway"
-			if p.Group != nil {
-				group = string(*p.Group)
-			}
-			if p.Kind != nil {
-				kind = string(*p.Kind)
-			}
-			if kind != "Service" || (group != "" && group != "core") {
-				c.fail(o.Errorf(path, "parent %s %q is not supported yet; only a Service (GAMMA)", kind, p.Name))
-				continue
-			}
-			if p.Port != nil || p.SectionName != nil {
-				c.fail(o.Errorf(path, "port and sectionName on a parentRef are not supported yet"))
-			}
-			svc := c.service(string(p.Name))
-			if svc == nil {
-				c.warn("%s: %s: no service %q in the mesh; the route applies to nothing", o.Source, path, p.Name)
-				continue
-			}
-			targets = append(targets, svc)
-		}
+		targets := c.serviceParents(o.Errorf, o.Source, spec.ParentRefs)
 
 		var routes []*snapshot.HTTPRoute
 		for i, rule := range spec.Rules {
@@ -49,14 +26,7 @@ func (c *compiler) httpRoutes() {
 		// Gateway API orders matches by specificity, not by position (HTTPRoute spec, "rules").
 		sort.SliceStable(routes, func(i, j int) bool { return moreSpecific(routes[i], routes[j]) })
 
-		for _, svc := range targets {
-			if prev, dup := c.routedBy[svc.Name]; dup {
-				c.fail(o.Errorf("spec.parentRefs", "service %q is already routed by %s", svc.Name, prev))
-				continue
-			}
-			c.routedBy[svc.Name] = o.Source.String()
-			svc.HTTP = routes
-		}
+		c.attachRoutes(o.Errorf, o.Source, targets, func(svc *snapshot.Service) { svc.HTTP = routes })
 	}
 }
 
@@ -86,27 +56,12 @@ func (c *compiler) gatewayRule(at errorf, name string, idx int, rule gatewayv1.H
 	var dests []snapshot.Destination
 	for i, b := range rule.BackendRefs {
 		bp := fmt.Sprintf("%s.backendRefs[%d]", path, i)
-		if b.Kind != nil && *b.Kind != "Service" || b.Group != nil && *b.Group != "" {
-			c.fail(at(bp, "backend kind %v is not supported; only Service", *b.Kind))
-			continue
-		}
 		if len(b.Filters) > 0 {
 			c.fail(at(bp+".filters", "not supported yet"))
 		}
-		weight := 1 // the Gateway API default
-		if b.Weight != nil {
-			weight = int(*b.Weight)
+		if d, ok := c.gatewayBackend(at, bp, b.BackendRef); ok {
+			dests = append(dests, d)
 		}
-		d := snapshot.Destination{Host: string(b.Name), Weight: weight}
-		if b.Port != nil {
-			d.Port = int(*b.Port)
-		}
-		if svc := c.service(d.Host); svc != nil {
-			d.Host = svc.Name
-		} else {
-			c.warn("%s: no service %q in the mesh", bp, d.Host)
-		}
-		dests = append(dests, d)
 	}
 	if len(dests) == 0 && !hasRedirect(rule.Filters) {
 		c.fail(at(path+".backendRefs", "at least one backendRef is required (or a RequestRedirect filter)"))

@@ -329,7 +329,7 @@ func (c *compiler) gatewayBackend(at errorf, bp string, b gatewayv1.BackendRef) 
 		group = string(*b.Group)
 	}
 	if kind != "Service" || (group != "" && group != "core") {
-		c.fail(at(bp, "backend kind %s is not supported; only Service", kind))
+		c.fail(at(bp, "backend %s in group %q is not supported; only a core Service", kind, group))
 		return snapshot.Destination{}, false
 	}
 	if b.Namespace != nil && string(*b.Namespace) != c.meshCfg.Namespace {

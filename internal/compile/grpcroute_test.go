@@ -360,7 +360,7 @@ func TestGRPCRouteErrors(t *testing.T) {
   - backendRefs:
     - {group: x.io, kind: Bucket, name: b}
 `),
-			wantErr: `test.yaml:16: GRPCRoute/g: spec.rules[0].backendRefs[0]: backend kind Bucket is not supported; only Service`,
+			wantErr: `test.yaml:16: GRPCRoute/g: spec.rules[0].backendRefs[0]: backend Bucket in group "x.io" is not supported; only a core Service`,
 		},
 		{
 			name: "gateway parent",

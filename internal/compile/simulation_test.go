@@ -344,6 +344,11 @@ func TestCompileErrors(t *testing.T) {
 			wantErr: `Service/goods-service: metadata.name: service "goods-service" is declared twice`,
 		},
 		{
+			name:    "backend with a group and no kind",
+			give:    demoServices + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: goods-service}]\n  rules:\n  - backendRefs: [{group: example.com, name: goods-service, port: 50051}]\n",
+			wantErr: `HTTPRoute/r: spec.rules[0].backendRefs[0]: backend Service in group "example.com" is not supported; only a core Service`,
+		},
+		{
 			name:    "gateway parent not supported yet",
 			give:    demoServices + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: my-gateway}]\n  rules:\n  - backendRefs: [{name: goods-service, port: 50051}]\n",
 			wantErr: `HTTPRoute/r: spec.parentRefs[0]: parent Gateway "my-gateway" is not supported yet`,

@@ -8,7 +8,7 @@ import (
 
 // TestHelpEverywhere checks every subcommand answers --help with its usage, and version.
 func TestHelpEverywhere(t *testing.T) {
-	for _, cmd := range []string{"demo", "up", "control", "proxy", "version"} {
+	for _, cmd := range []string{"demo", "up", "control", "proxy", "lanes", "explain", "echo", "version"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := exec.Command(binary, cmd, "--help").CombinedOutput()
 			if err != nil {

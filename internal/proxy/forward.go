@@ -23,8 +23,9 @@ import (
 type target struct {
 	addr     string
 	protocol snapshot.Protocol
-	// what names the upstream in errors: "goods-service/goods-main (127.0.0.1:4711)".
-	what string
+	// service and workload name the upstream in errors (see what); built only when an error
+	// needs them, not on every request.
+	service, workload string
 	// reroute, if set, is called when addr refused the connection: it ejects addr and
 	// returns another target for the same request, or nil when there is none.
 	reroute func(failed string) *target
@@ -43,6 +44,18 @@ type target struct {
 // the app never saw the request, so the caller may send it elsewhere, as after its own failed
 // dial. Proxies strip it from every other response, so an app cannot forge it.
 const appRefusedHeader = "X-Swimlane-App-Refused"
+
+// what names the upstream in errors: "goods-service/goods-main (127.0.0.1:4711)",
+// "app (127.0.0.1:4711)".
+func (t *target) what() string {
+	switch {
+	case t.workload != "":
+		return t.service + "/" + t.workload + " (" + t.addr + ")"
+	case t.service != "":
+		return t.service + " (" + t.addr + ")"
+	}
+	return t.addr
+}
 
 // maxReroutes bounds how many endpoints one request tries after connection failures.
 const maxReroutes = 2
@@ -315,11 +328,11 @@ func newForwarder(log *slog.Logger) *forwarder {
 					w.Header().Set(appRefusedHeader, "1")
 				}
 				if errors.Is(err, context.DeadlineExceeded) {
-					writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what)
+					writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what())
 					return
 				}
-				log.Warn("upstream error", "upstream", t.what, "err", err)
-				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what, err))
+				log.Warn("upstream error", "upstream", t.what(), "err", err)
+				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what(), err))
 			},
 			ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 			BufferPool: copyBuffers,

@@ -152,30 +152,19 @@ func (p *Proxy) gatewayServerHandler(name string, port int) http.Handler {
 
 // serveGatewayTCP routes TCP connections on an Istio Gateway server by its tcp routes.
 func (p *Proxy) serveGatewayTCP(ctx context.Context, lis net.Listener, name string, port int) {
-	go func() {
-		<-ctx.Done()
-		lis.Close()
-	}()
-	for {
-		c, err := lis.Accept()
-		if err != nil {
+	_ = serveTCP(ctx, lis, func(c net.Conn) {
+		snap := p.Snapshot()
+		var route *snapshot.TCPRoute
+		if srv := gatewayServer(snap, name, port); srv != nil {
+			route = srv.TCPFor(port)
+		}
+		if route == nil {
+			p.log.Warn("gateway tcp: no route", "gateway", name, "port", port)
+			c.Close()
 			return
 		}
-		go func() {
-			snap := p.Snapshot()
-			srv := gatewayServer(snap, name, port)
-			var route *snapshot.TCPRoute
-			if srv != nil {
-				route = srv.TCPFor(port)
-			}
-			if route == nil {
-				p.log.Warn("gateway tcp: no route", "gateway", name, "port", port)
-				c.Close()
-				return
-			}
-			p.dialTCP(c, snap, route.Name, func() snapshot.Decision { return snap.ResolveTCP(route, "", p.tcpPicker) })
-		}()
-	}
+		p.dialTCP(c, snap, route.Name, func() snapshot.Decision { return snap.ResolveTCP(route, "", p.tcpPicker) })
+	})
 }
 
 func gatewayServer(snap *snapshot.Snapshot, name string, port int) *snapshot.GatewayServer {

@@ -18,7 +18,7 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 	if protocol == snapshot.TCP {
 		return p.serveInboundTCP(ctx, lis, appAddr)
 	}
-	t := &target{addr: appAddr, protocol: protocol, what: "app (" + appAddr + ")", inbound: true}
+	t := &target{addr: appAddr, protocol: protocol, service: "app", inbound: true}
 	return serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		snap := p.Snapshot()
 		names := snap.Mesh.LaneNames()
@@ -41,26 +41,13 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 }
 
 func (p *Proxy) serveInboundTCP(ctx context.Context, lis net.Listener, appAddr string) error {
-	go func() {
-		<-ctx.Done()
-		lis.Close()
-	}()
-	for {
-		c, err := lis.Accept()
+	return serveTCP(ctx, lis, func(c net.Conn) {
+		up, err := net.DialTimeout("tcp", appAddr, 5*time.Second)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			p.log.Warn("inbound tcp: app unreachable", "app", appAddr, "err", err)
+			c.Close()
+			return
 		}
-		go func() {
-			up, err := net.DialTimeout("tcp", appAddr, 5*time.Second)
-			if err != nil {
-				p.log.Warn("inbound tcp: app unreachable", "app", appAddr, "err", err)
-				c.Close()
-				return
-			}
-			pipe(c, up)
-		}()
-	}
+		pipe(c, up)
+	})
 }

@@ -137,3 +137,21 @@ func serviceProtocol(svc *snapshot.Service) snapshot.Protocol {
 	}
 	return svc.Endpoints[0].Protocol
 }
+
+// serveTCP accepts connections on lis until ctx ends, handling each in its own goroutine.
+func serveTCP(ctx context.Context, lis net.Listener, handle func(net.Conn)) error {
+	go func() {
+		<-ctx.Done()
+		lis.Close()
+	}()
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go handle(c)
+	}
+}

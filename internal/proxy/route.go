@@ -192,7 +192,7 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 var defaultRetry = snapshot.IstioDefaultRetry()
 
 func (p *Proxy) targetFor(svc *snapshot.Service, ep *snapshot.Endpoint) *target {
-	return &target{addr: ep.Address, protocol: ep.Protocol, what: svc.Name + "/" + ep.Workload + " (" + ep.Address + ")"}
+	return &target{addr: ep.Address, protocol: ep.Protocol, service: svc.Name, workload: ep.Workload}
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
@@ -241,7 +241,7 @@ func (p *Proxy) passthrough(w http.ResponseWriter, r *http.Request, snap *snapsh
 	if r.ProtoMajor == 2 {
 		protocol = snapshot.HTTP2
 	}
-	p.fwd.forward(w, r, &target{addr: addr, protocol: protocol, what: host + " (outside the mesh, passed through)"})
+	p.fwd.forward(w, r, &target{addr: addr, protocol: protocol, service: host + ", outside the mesh, passed through"})
 }
 
 // outsideMesh reports whether an unknown host names something outside the mesh (an IP

@@ -276,6 +276,9 @@ type forwarder struct {
 	h2c   *httputil.ReverseProxy
 	// transports are the round trippers under the reverse proxies, for mirrored copies.
 	transport1, transport2 http.RoundTripper
+	// plain1 carries plain HTTP/1.1 requests (plainH1) on the proxy's own client.
+	plain1 http.RoundTripper
+	log    *slog.Logger
 }
 
 func newForwarder(log *slog.Logger) *forwarder {
@@ -317,28 +320,33 @@ func newForwarder(log *slog.Logger) *forwarder {
 			// bench profile, for nothing.
 			ModifyResponse: grpcStatusToTrailers,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				t := r.Context().Value(targetKey{}).(*target)
-				if t.reroute != nil && isDialError(err) {
-					t.reroute(t.addr) // eject it even when no other endpoint was left
-				}
-				if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-					return // the caller went away; nobody reads an answer
-				}
-				if t.inbound && isDialError(err) {
-					w.Header().Set(appRefusedHeader, "1")
-				}
-				if errors.Is(err, context.DeadlineExceeded) {
-					writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what())
-					return
-				}
-				log.Warn("upstream error", "upstream", t.what(), "err", err)
-				writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what(), err))
+				upstreamFailed(log, w, r, r.Context().Value(targetKey{}).(*target), err)
 			},
 			ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 			BufferPool: copyBuffers,
 		}
 	}
-	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2}), transport1: h1, transport2: h2}
+	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2}), transport1: h1, transport2: h2,
+		plain1: rerouting{newH1Client(dialer)}, log: log}
+}
+
+// upstreamFailed answers a request whose upstream could not be reached or failed mid-answer.
+func upstreamFailed(log *slog.Logger, w http.ResponseWriter, r *http.Request, t *target, err error) {
+	if t.reroute != nil && isDialError(err) {
+		t.reroute(t.addr) // eject it even when no other endpoint was left
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the caller went away; nobody reads an answer
+	}
+	if t.inbound && isDialError(err) {
+		w.Header().Set(appRefusedHeader, "1")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		writeError(w, r, http.StatusGatewayTimeout, "upstream request timeout: "+t.what())
+		return
+	}
+	log.Warn("upstream error", "upstream", t.what(), "err", err)
+	writeError(w, r, http.StatusBadGateway, fmt.Sprintf("upstream %s: %v", t.what(), err))
 }
 
 // grpcStatusToTrailers turns a gRPC "trailers-only" response (grpc-status in the one HEADERS
@@ -380,7 +388,69 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {
 		f.h2c.ServeHTTP(w, r)
 		return
 	}
+	if plainH1(r) {
+		f.forwardPlain(w, r, t)
+		return
+	}
 	f.http1.ServeHTTP(w, r)
+}
+
+// forwardPlain sends a plain HTTP/1.1 request (see plainH1) through the proxy's own client and
+// copies the answer back: what ReverseProxy does, without its per-request clones.
+func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *target) {
+	out := *r.URL
+	out.Scheme, out.Host = "http", t.addr
+	r.URL = &out // r is forward's own copy (WithContext), so the caller's URL is untouched
+	resp, err := f.plain1.RoundTrip(r)
+	if err != nil {
+		upstreamFailed(f.log, w, r, t, err)
+		return
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	hasConnection := resp.Header["Connection"] != nil
+	for k, vs := range resp.Header {
+		if hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
+			continue
+		}
+		h[k] = vs
+	}
+	if resp.ContentLength >= 0 && resp.Body != http.NoBody {
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	w.WriteHeader(resp.StatusCode)
+	if resp.Body == http.NoBody {
+		return
+	}
+	// A body of unknown length may be a stream: pass each piece on at once.
+	flusher, _ := w.(http.Flusher)
+	if resp.ContentLength >= 0 {
+		flusher = nil
+	}
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the caller went away
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// Cut the caller's connection: a clean end would pass a truncated body as whole.
+			f.log.Warn("upstream answer cut short", "upstream", t.what(), "err", rerr)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vs := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vs
+	}
 }
 
 // isGRPC reports whether r is a gRPC call, which must get its errors as gRPC status.

@@ -1,0 +1,564 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Client is the proxy's own HTTP/1.1 client for plain requests (no upgrade, no body or a
+// small one of known length). It is hand-written because it is the hot path: net/http's
+// Transport hands each request to two goroutines per connection (writeLoop, readLoop) and
+// back over channels, and at a sidecar's usual rates those hand-offs cost more CPU than the
+// bytes. Here the request's own goroutine writes the request and reads the answer on a pooled
+// keep-alive connection. Everything else (upgrades, streamed or large bodies) goes through
+// net/http (see forwarder).
+type h1Client struct {
+	dialer      *net.Dialer
+	maxIdle     int           // idle connections kept per address
+	idleTimeout time.Duration // an idle connection older than this is closed, not reused
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn // per address, most recently used last
+}
+
+func newH1Client(dialer *net.Dialer) *h1Client {
+	return &h1Client{dialer: dialer, maxIdle: 256, idleTimeout: 90 * time.Second, idle: map[string][]*h1Conn{}}
+}
+
+// h1Conn is one upstream connection with its buffers.
+type h1Conn struct {
+	net.Conn
+	addr     string
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	idleFrom time.Time
+	reused   bool
+}
+
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// plainH1 reports whether the h1Client can carry r: no upgrade, and no body or one of known
+// length small enough to buffer (so it can be replayed on a fresh connection).
+func plainH1(r *http.Request) bool {
+	if r.Method == http.MethodConnect || r.Header["Upgrade"] != nil {
+		return false
+	}
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength >= 0 && r.ContentLength <= maxReplay
+}
+
+func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
+	now := time.Now()
+	c.mu.Lock()
+	for list := c.idle[addr]; len(list) > 0; list = c.idle[addr] {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		c.idle[addr] = list[:len(list)-1]
+		if now.Sub(pc.idleFrom) < c.idleTimeout {
+			c.mu.Unlock()
+			pc.reused = true
+			return pc, nil
+		}
+		c.mu.Unlock()
+		pc.close()
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	return c.dial(ctx, addr)
+}
+
+func (c *h1Client) dial(ctx context.Context, addr string) (*h1Conn, error) {
+	conn, err := c.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	br := h1Readers.Get().(*bufio.Reader)
+	br.Reset(conn)
+	bw := h1Writers.Get().(*bufio.Writer)
+	bw.Reset(conn)
+	return &h1Conn{Conn: conn, addr: addr, br: br, bw: bw}, nil
+}
+
+// put returns a connection whose last answer was read to its end.
+func (c *h1Client) put(pc *h1Conn) {
+	pc.idleFrom = time.Now()
+	c.mu.Lock()
+	if list := c.idle[pc.addr]; len(list) < c.maxIdle {
+		c.idle[pc.addr] = append(list, pc)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	pc.close()
+}
+
+func (pc *h1Conn) close() {
+	_ = pc.Conn.Close()
+	pc.br.Reset(nil)
+	h1Readers.Put(pc.br)
+	pc.bw.Reset(nil)
+	h1Writers.Put(pc.bw)
+}
+
+// aLongTimeAgo is a deadline in the past: setting it wakes a blocked read or write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// RoundTrip sends req (whose URL.Host is the address to connect to) and reads the answer's
+// head; the body streams from the connection, which goes back to the pool when the body is
+// read to its end. A reused connection the upstream had closed meanwhile is retried once on a
+// new one, as net/http does: the upstream never saw the request.
+func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		buf := bytes.NewBuffer(make([]byte, 0, max(req.ContentLength, 0)))
+		if _, err := buf.ReadFrom(io.LimitReader(req.Body, maxReplay+1)); err != nil {
+			return nil, fmt.Errorf("reading the request body: %w", err)
+		}
+		if int64(buf.Len()) != req.ContentLength {
+			return nil, fmt.Errorf("request body is %d bytes, Content-Length says %d", buf.Len(), req.ContentLength)
+		}
+		body = buf.Bytes()
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pc, err := c.get(ctx, req.URL.Host)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // not the endpoint's fault: no ejection
+			}
+			return nil, err
+		}
+		resp, err := c.exchange(ctx, pc, req, body)
+		if err == nil {
+			return resp, nil
+		}
+		pc.close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !pc.reused || !errors.Is(err, errNothingRead) {
+			return nil, err
+		}
+	}
+}
+
+// errNothingRead marks a connection that failed before any byte of the answer arrived.
+var errNothingRead = errors.New("connection closed before the answer began")
+
+// exchange writes req on pc and reads the answer's head.
+func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, body []byte) (*http.Response, error) {
+	b := &h1Body{client: c, pc: pc}
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		_ = pc.SetDeadline(deadline)
+		b.clearDeadline = true
+	}
+	if ctx.Done() != nil {
+		b.stop = context.AfterFunc(ctx, func() { _ = pc.SetDeadline(aLongTimeAgo) })
+	}
+	fail := func(err error) (*http.Response, error) {
+		if !b.release() || ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, context.DeadlineExceeded // the deadline can fire a moment before ctx's timer
+		}
+		return nil, err
+	}
+	writeRequestHead(pc.bw, req, len(body))
+	pc.bw.Write(body)
+	if err := pc.bw.Flush(); err != nil {
+		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
+	}
+	resp, err := readResponseHead(pc.br, req)
+	if err != nil {
+		return fail(err)
+	}
+	b.resp = resp
+	switch {
+	case !bodyAllowed(req.Method, resp.StatusCode):
+		resp.ContentLength = 0
+		b.n = 0
+	case resp.TransferEncoding != nil:
+		b.chunked = httputil.NewChunkedReader(pc.br)
+		b.n = -1
+	case resp.ContentLength >= 0:
+		b.n = resp.ContentLength
+	default: // delimited by the upstream closing the connection
+		b.n = -1
+		resp.Close = true
+	}
+	resp.Body = b
+	if b.n == 0 {
+		b.done(nil)
+		resp.Body = http.NoBody
+	}
+	return resp, nil
+}
+
+func bodyAllowed(method string, status int) bool {
+	return method != http.MethodHead && status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
+}
+
+// hopHeaders are removed when a message is passed on (RFC 9110 section 7.6.1, and what
+// net/http/httputil removes). Content-Length and Host are written by the client itself.
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+// connectionListed reports whether the Connection header of h names key as hop-by-hop.
+func connectionListed(h http.Header, key string) bool {
+	for _, v := range h["Connection"] {
+		for _, tok := range splitComma(v) {
+			if http.CanonicalHeaderKey(tok) == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func splitComma(v string) []string {
+	var out []string
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if tok := textproto.TrimString(v[:i]); tok != "" {
+			out = append(out, tok)
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return out
+}
+
+// writeRequestHead writes the request line and headers of req, minus hop-by-hop ones, for a
+// body of bodyLen bytes.
+func writeRequestHead(w *bufio.Writer, req *http.Request, bodyLen int) {
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	if path := req.URL.EscapedPath(); path != "" {
+		w.WriteString(path)
+	} else {
+		w.WriteByte('/')
+	}
+	if req.URL.RawQuery != "" || req.URL.ForceQuery {
+		w.WriteByte('?')
+		w.WriteString(req.URL.RawQuery)
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	w.WriteString(host)
+	w.WriteString("\r\n")
+	hasConnection := req.Header["Connection"] != nil
+	for k, vs := range req.Header {
+		if hopHeaders[k] || k == "Host" || k == "Content-Length" || hasConnection && connectionListed(req.Header, k) {
+			if k == "Te" && hasToken(vs, "trailers") {
+				w.WriteString("Te: trailers\r\n") // gRPC-style trailer support is end to end
+			}
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(headerValue(v))
+			w.WriteString("\r\n")
+		}
+	}
+	if bodyLen > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.Itoa(bodyLen))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// headerValue keeps a value from splitting the header block (net/http does the same).
+func headerValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\r' || v[i] == '\n' {
+			return headerNewlines.Replace(v)
+		}
+	}
+	return v
+}
+
+var headerNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
+
+func hasToken(vs []string, token string) bool {
+	for _, v := range vs {
+		for _, t := range splitComma(v) {
+			if asciiEqualFold(t, token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// readResponseHead reads a status line and headers, skipping 1xx informational answers.
+func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	tp := textproto.NewReader(br)
+	for first := true; ; first = false {
+		line, err := tp.ReadLine()
+		if err != nil {
+			if first && (err == io.EOF || isReset(err)) {
+				return nil, fmt.Errorf("%w: %v", errNothingRead, err)
+			}
+			return nil, fmt.Errorf("reading the upstream's status line: %w", err)
+		}
+		proto, status, ok := parseStatusLine(line)
+		if !ok {
+			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
+		}
+		header, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return nil, fmt.Errorf("reading the upstream's headers: %w", err)
+		}
+		if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+			continue
+		}
+		resp := &http.Response{
+			Status:     line[len(proto)+1:],
+			StatusCode: status,
+			Proto:      proto,
+			ProtoMajor: 1,
+			ProtoMinor: 1,
+			Header:     http.Header(header),
+			Request:    req,
+		}
+		if proto == "HTTP/1.0" {
+			resp.ProtoMinor = 0
+		}
+		if err := framing(resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+}
+
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+// parseStatusLine splits "HTTP/1.1 200 OK".
+func parseStatusLine(line string) (proto string, status int, ok bool) {
+	if len(line) < 12 || line[8] != ' ' || (line[:8] != "HTTP/1.1" && line[:8] != "HTTP/1.0") {
+		return "", 0, false
+	}
+	code := line[9:12]
+	if len(line) > 12 && line[12] != ' ' {
+		return "", 0, false
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return "", 0, false
+		}
+		n = n*10 + int(code[i]-'0')
+	}
+	return line[:8], n, true
+}
+
+// framing sets how the response body is delimited, and whether the connection may be reused.
+func framing(resp *http.Response) error {
+	h := resp.Header
+	resp.ContentLength = -1
+	if te := h["Transfer-Encoding"]; te != nil {
+		if len(te) != 1 || !asciiEqualFold(textproto.TrimString(te[0]), "chunked") {
+			return fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
+		}
+		resp.TransferEncoding = []string{"chunked"}
+		delete(h, "Content-Length") // chunked wins (RFC 9112 section 6.3)
+	} else if cl := h["Content-Length"]; cl != nil {
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				return fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
+			}
+		}
+		n, err := strconv.ParseInt(textproto.TrimString(cl[0]), 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
+		}
+		resp.ContentLength = n
+	}
+	resp.Close = hasToken(h["Connection"], "close") || resp.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive")
+	return nil
+}
+
+// h1Body streams an answer's body from its connection and gives the connection back to the
+// pool once the body was read to its end.
+type h1Body struct {
+	client *h1Client
+	pc     *h1Conn
+	resp   *http.Response
+	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
+	// the context cannot be cancelled.
+	stop     func() bool
+	stopped  bool      // release ran
+	released bool      // release's result: true when the context never interrupted the connection
+	chunked  io.Reader // set for a chunked body
+	n        int64     // bytes left of a fixed-length body; -1 until the connection closes
+	// clearDeadline: the connection carries this request's deadline, cleared before reuse.
+	clearDeadline bool
+	finished      bool
+	err           error
+}
+
+// release ends the request context's hold on the connection, once, and reports whether the
+// context left it alone (else its deadline was forced into the past: not reusable).
+func (b *h1Body) release() bool {
+	if !b.stopped {
+		b.stopped = true
+		b.released = b.stop == nil || b.stop()
+	}
+	return b.released
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.finished {
+		if b.err != nil {
+			return 0, b.err
+		}
+		return 0, io.EOF
+	}
+	var n int
+	var err error
+	switch {
+	case b.chunked != nil:
+		n, err = b.chunked.Read(p)
+		if err == io.EOF {
+			err = b.readTrailer()
+			if err == nil {
+				b.done(nil)
+				return n, io.EOF
+			}
+		}
+	case b.n >= 0:
+		if int64(len(p)) > b.n {
+			p = p[:b.n]
+		}
+		n, err = b.pc.br.Read(p)
+		b.n -= int64(n)
+		if b.n == 0 {
+			b.done(nil)
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	default:
+		n, err = b.pc.br.Read(p)
+		if err == io.EOF {
+			b.done(io.EOF)
+			return n, io.EOF
+		}
+	}
+	if err != nil {
+		b.done(err)
+		if err != io.EOF {
+			return n, err
+		}
+	}
+	return n, err
+}
+
+// readTrailer reads the trailer section after a chunked body's last chunk.
+func (b *h1Body) readTrailer() error {
+	trailer, err := textproto.NewReader(b.pc.br).ReadMIMEHeader()
+	if err != nil {
+		return fmt.Errorf("reading the upstream's trailers: %w", err)
+	}
+	if len(trailer) > 0 {
+		b.resp.Trailer = http.Header(trailer)
+	}
+	return nil
+}
+
+// done ends the body: the connection goes back to the pool after a clean end, else closes.
+func (b *h1Body) done(err error) {
+	if b.finished {
+		return
+	}
+	b.finished = true
+	released := b.release()
+	if err != nil && err != io.EOF {
+		b.err = err
+		if ctxErr := b.resp.Request.Context().Err(); !released || ctxErr != nil {
+			b.err = ctxErr
+		}
+	}
+	if released && err == nil && !b.resp.Close {
+		if b.clearDeadline {
+			_ = b.pc.SetDeadline(time.Time{})
+		}
+		b.client.put(b.pc)
+		return
+	}
+	b.pc.close()
+}
+
+// Close ends the body early: a small rest is drained so the connection can be reused.
+func (b *h1Body) Close() error {
+	if b.finished {
+		return nil
+	}
+	if b.n > 0 && b.n <= 4096 || b.chunked != nil {
+		if _, err := io.Copy(io.Discard, io.LimitReader(b, 4096)); err == nil && b.finished {
+			return nil
+		}
+	}
+	b.done(errors.New("body closed before its end"))
+	return nil
+}

@@ -36,6 +36,12 @@ type Snapshot struct {
 	// request allocates nothing; only lanes the mesh has never heard of build one per request.
 	chains        map[lane.Lane][]lane.Lane
 	baselineChain []lane.Lane
+	// laneServices counts, per lane, the services with healthy endpoints in it: Apply keeps
+	// the known lanes right without visiting every service.
+	laneServices map[lane.Lane]int
+	// sorted is true when Services are in strictly increasing name order (as compiled), so
+	// Apply finds a service by binary search and inserts new ones in order.
+	sorted bool
 }
 
 // Mesh holds the mesh-wide lane settings.
@@ -214,24 +220,20 @@ func (s *Snapshot) Prepare() error {
 		s.laneInfo[l.Name] = l
 	}
 	s.baselineChain = []lane.Lane{s.Mesh.Baseline}
-	s.knownLanes = map[lane.Lane]bool{s.Mesh.Baseline: true}
-	for _, l := range s.Lanes {
-		s.knownLanes[l.Name] = true
-	}
 	s.byHost = make(map[string]*Service, len(s.Services))
-	for _, svc := range s.Services {
+	s.laneServices = map[lane.Lane]int{}
+	s.sorted = true
+	for i, svc := range s.Services {
 		if _, dup := s.byHost[svc.Name]; dup {
 			return fmt.Errorf("snapshot: duplicate service %q", svc.Name)
 		}
 		s.byHost[svc.Name] = svc
-		svc.index(s.Mesh)
-		for l := range svc.laneSets {
-			s.knownLanes[l] = true
+		if err := svc.prepare(s.Mesh); err != nil {
+			return err
 		}
-		for _, r := range svc.HTTP {
-			if err := r.prepare(); err != nil {
-				return fmt.Errorf("snapshot: service %s: route %s: %w", svc.Name, r.Name, err)
-			}
+		s.countLanes(svc, 1)
+		if i > 0 && s.Services[i-1].Name >= svc.Name {
+			s.sorted = false
 		}
 	}
 	for _, g := range s.Gateways {
@@ -245,6 +247,49 @@ func (s *Snapshot) Prepare() error {
 			}
 		}
 	}
+	s.indexLanes()
+	return nil
+}
+
+// prepare indexes the service's endpoints and compiles its routes.
+func (svc *Service) prepare(m Mesh) error {
+	svc.index(m)
+	for _, r := range svc.HTTP {
+		if err := r.prepare(); err != nil {
+			return fmt.Errorf("snapshot: service %s: route %s: %w", svc.Name, r.Name, err)
+		}
+	}
+	return nil
+}
+
+// countLanes adds n (1 or -1) to the count of every lane svc has healthy endpoints in. It
+// reports whether a lane appeared or disappeared.
+func (s *Snapshot) countLanes(svc *Service, n int) (lanesChanged bool) {
+	for l := range svc.laneSets {
+		c := s.laneServices[l] + n
+		if c == 0 {
+			delete(s.laneServices, l)
+		} else {
+			s.laneServices[l] = c
+		}
+		if c == 0 || n == 1 && c == 1 {
+			lanesChanged = true
+		}
+	}
+	return lanesChanged
+}
+
+// indexLanes builds the known lanes (the baseline, the declared ones, and those with
+// endpoints) and their chains.
+func (s *Snapshot) indexLanes() {
+	s.knownLanes = make(map[lane.Lane]bool, len(s.Lanes)+len(s.laneServices)+1)
+	s.knownLanes[s.Mesh.Baseline] = true
+	for _, l := range s.Lanes {
+		s.knownLanes[l.Name] = true
+	}
+	for l := range s.laneServices {
+		s.knownLanes[l] = true
+	}
 	s.chains = make(map[lane.Lane][]lane.Lane, len(s.knownLanes))
 	for l := range s.knownLanes {
 		if info := s.laneInfo[l]; info != nil {
@@ -253,7 +298,6 @@ func (s *Snapshot) Prepare() error {
 			s.chains[l] = []lane.Lane{l, s.Mesh.Baseline}
 		}
 	}
-	return nil
 }
 
 // Decode parses a snapshot from its JSON encoding and prepares it.

@@ -1,0 +1,152 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Delta changes a snapshot's services only, as the control plane streams it when nothing else
+// (mesh settings, gateways, lanes, lane entries) changed.
+type Delta struct {
+	// BaseVersion is the only version the delta applies to; Version is the result's.
+	BaseVersion, Version uint64
+	// Services holds each added or changed service, JSON-encoded on its own.
+	Services [][]byte
+	// Removed names the services that are gone.
+	Removed []string
+}
+
+// Apply returns a new prepared snapshot: s with d applied. s is not modified, and the result
+// shares every unchanged *Service with it (a prepared Service is immutable), so only the
+// changed services are decoded and indexed. It fails when s is not d's base version or d does
+// not fit s (it removes a service s lacks, or a service does not decode or prepare); the
+// caller must then get a full snapshot rather than run on a wrong one.
+func (s *Snapshot) Apply(d Delta) (*Snapshot, error) {
+	if s.byHost == nil {
+		return nil, fmt.Errorf("snapshot: version %d is not prepared", s.Version)
+	}
+	if s.Version != d.BaseVersion {
+		return nil, fmt.Errorf("snapshot: delta from version %d to %d does not apply to version %d", d.BaseVersion, d.Version, s.Version)
+	}
+	changed := make([]*Service, len(d.Services))
+	for i, body := range d.Services {
+		svc := new(Service)
+		if err := json.Unmarshal(body, svc); err != nil {
+			return nil, fmt.Errorf("snapshot: delta to version %d: decode service %d: %w", d.Version, i, err)
+		}
+		if err := svc.prepare(s.Mesh); err != nil {
+			return nil, err
+		}
+		changed[i] = svc
+	}
+	return s.withServices(d.Version, changed, d.Removed)
+}
+
+// EndpointChange is one workload's new address or health: every endpoint equal to From
+// (workload, address, protocol, labels and health) becomes To.
+type EndpointChange struct {
+	From, To Endpoint
+}
+
+// ReplaceEndpoints returns a new prepared snapshot at version: s with the endpoint changes
+// applied, and the services it had to copy for them (all others are shared with s, which is
+// not modified). It lets the control plane move or mark workloads without compiling: their
+// labels stay the same, so the services and subsets that hold them stay the same too.
+func (s *Snapshot) ReplaceEndpoints(version uint64, changes []EndpointChange) (*Snapshot, []*Service, error) {
+	byWorkload := make(map[string][]EndpointChange, len(changes))
+	for _, c := range changes {
+		byWorkload[c.From.Workload] = append(byWorkload[c.From.Workload], c)
+	}
+	var copied []*Service
+	for _, svc := range s.Services {
+		var endpoints []Endpoint // copied on the first endpoint that changes
+		for i, ep := range svc.Endpoints {
+			for _, c := range byWorkload[ep.Workload] {
+				if !ep.equal(&c.From) {
+					continue
+				}
+				if endpoints == nil {
+					endpoints = slices.Clone(svc.Endpoints)
+				}
+				endpoints[i] = c.To
+				break
+			}
+		}
+		if endpoints == nil {
+			continue
+		}
+		// Routes and policies are shared: they are already prepared and do not depend on
+		// endpoints. Only the lane and subset sets are rebuilt.
+		cp := *svc
+		cp.Endpoints = endpoints
+		cp.index(s.Mesh)
+		copied = append(copied, &cp)
+	}
+	next, err := s.withServices(version, copied, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return next, copied, nil
+}
+
+func (e *Endpoint) equal(o *Endpoint) bool {
+	return e.Workload == o.Workload && e.Address == o.Address && e.Protocol == o.Protocol &&
+		e.Health == o.Health && maps.Equal(e.Labels, o.Labels)
+}
+
+// withServices returns a new snapshot at version: s with the prepared services changed added
+// or replacing those of the same name, and the services named in removed dropped. Only the
+// indexes that span services are rebuilt, and of those only what changed.
+func (s *Snapshot) withServices(version uint64, changed []*Service, removed []string) (*Snapshot, error) {
+	next := *s
+	next.Version = version
+	next.Services = slices.Clone(s.Services)
+	next.byHost = maps.Clone(s.byHost)
+	next.laneServices = maps.Clone(s.laneServices)
+	lanesChanged := false
+	for _, name := range removed {
+		old := next.byHost[name]
+		if old == nil {
+			return nil, fmt.Errorf("snapshot: version %d removes service %q, which version %d lacks", version, name, s.Version)
+		}
+		delete(next.byHost, name)
+		lanesChanged = next.countLanes(old, -1) || lanesChanged
+		i, _ := next.position(name)
+		next.Services = slices.Delete(next.Services, i, i+1)
+	}
+	for _, svc := range changed {
+		i, found := next.position(svc.Name)
+		if found {
+			lanesChanged = next.countLanes(next.Services[i], -1) || lanesChanged
+			next.Services[i] = svc
+		} else {
+			next.Services = slices.Insert(next.Services, i, svc)
+		}
+		next.byHost[svc.Name] = svc
+		lanesChanged = next.countLanes(svc, 1) || lanesChanged
+	}
+	if len(next.Services) == 0 {
+		next.Services = nil // as compiled and decoded: "services":null
+	}
+	if lanesChanged {
+		next.indexLanes()
+	}
+	return &next, nil
+}
+
+// position returns the index of the service named name in s.Services and whether it is
+// there; if not, the index to insert it at.
+func (s *Snapshot) position(name string) (int, bool) {
+	if s.sorted {
+		return slices.BinarySearchFunc(s.Services, name, func(svc *Service, name string) int {
+			return strings.Compare(svc.Name, name)
+		})
+	}
+	if i := slices.IndexFunc(s.Services, func(svc *Service) bool { return svc.Name == name }); i >= 0 {
+		return i, true
+	}
+	return len(s.Services), false
+}

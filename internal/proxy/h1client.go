@@ -47,6 +47,7 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	idleFrom time.Time
 	reused   bool
+	head     []byte // the raw head of the answer being read
 }
 
 var (
@@ -189,7 +190,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
-	resp, err := readResponseHead(pc.br, req)
+	resp, err := readResponseHead(pc, req)
 	if err != nil {
 		return fail(err)
 	}
@@ -350,23 +351,25 @@ func asciiEqualFold(a, b string) bool {
 }
 
 // readResponseHead reads a status line and headers, skipping 1xx informational answers.
-func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	tp := textproto.NewReader(br)
-	for first := true; ; first = false {
-		line, err := tp.ReadLine()
+func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	for {
+		var err error
+		pc.head, err = readHead(pc.br, pc.head[:0], false)
 		if err != nil {
-			if first && (err == io.EOF || isReset(err)) {
+			if len(pc.head) == 0 && (err == io.EOF || isReset(err)) {
 				return nil, fmt.Errorf("%w: %v", errNothingRead, err)
 			}
-			return nil, fmt.Errorf("reading the upstream's status line: %w", err)
+			return nil, fmt.Errorf("reading the upstream's answer: %w", err)
 		}
+		head := string(pc.head) // the one allocation behind every string of the head
+		line, rest := cutLine(head)
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
 			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, err := tp.ReadMIMEHeader()
-		if err != nil {
-			return nil, fmt.Errorf("reading the upstream's headers: %w", err)
+		header, _, ok := parseHeaderLines(rest)
+		if !ok {
+			return nil, errors.New("malformed header line from the upstream")
 		}
 		if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 			continue
@@ -377,7 +380,7 @@ func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, erro
 			Proto:      proto,
 			ProtoMajor: 1,
 			ProtoMinor: 1,
-			Header:     http.Header(header),
+			Header:     header,
 			Request:    req,
 		}
 		if proto == "HTTP/1.0" {
@@ -389,8 +392,6 @@ func readResponseHead(br *bufio.Reader, req *http.Request) (*http.Response, erro
 		return resp, nil
 	}
 }
-
-func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // parseStatusLine splits "HTTP/1.1 200 OK".
 func parseStatusLine(line string) (proto string, status int, ok bool) {
@@ -562,3 +563,5 @@ func (b *h1Body) Close() error {
 	b.done(errors.New("body closed before its end"))
 	return nil
 }
+
+func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }

@@ -3,48 +3,13 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
 )
-
-// serveHTTP serves handler on lis with HTTP/1.1 and h2c (prior knowledge) until ctx ends, then
-// drains in-flight requests for up to drainTimeout.
-func serveHTTP(ctx context.Context, lis net.Listener, handler http.Handler) error {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
-		Handler:           handler,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 30 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if t, ok := c.(*tunnelConn); ok {
-				return context.WithValue(ctx, tunnelKey{}, t.target)
-			}
-			return ctx
-		},
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	err := srv.Serve(lis)
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		<-done
-		return nil
-	}
-	return err
-}
 
 // drainTimeout bounds how long a stopping listener waits for requests in flight.
 const drainTimeout = 5 * time.Second
@@ -61,6 +26,8 @@ type tunnelConn struct {
 }
 
 func (c *tunnelConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *tunnelConn) tunnelTarget() string { return c.target }
 
 // CloseWrite half-closes the client side, so a TCP tunnel passes the upstream's EOF on and the
 // client can still send.

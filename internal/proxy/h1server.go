@@ -1,0 +1,820 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// serveHTTP serves handler on lis until ctx ends, then drains requests in flight for up to
+// drainTimeout. Plain HTTP/1.1 requests are served by h1Server, the proxy's own server; every
+// connection it does not serve itself (h2c, HTTP/1.0, CONNECT, Upgrade) is handed, bytes
+// intact, to a net/http server behind it.
+func serveHTTP(ctx context.Context, lis net.Listener, handler http.Handler) error {
+	handoff := newConnQueue(lis.Addr())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	std := &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if t, ok := c.(interface{ tunnelTarget() string }); ok {
+				return context.WithValue(ctx, tunnelKey{}, t.tunnelTarget())
+			}
+			return ctx
+		},
+	}
+	stdDone := make(chan struct{})
+	go func() {
+		defer close(stdDone)
+		_ = std.Serve(handoff)
+	}()
+	s := &h1Server{handler: handler, handoff: handoff, conns: map[*h1ServerConn]bool{}}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		lis.Close()
+		shutdown, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = std.Shutdown(shutdown) }()
+		go func() { defer wg.Done(); s.shutdown(shutdown) }()
+		wg.Wait()
+		handoff.Close()
+	}()
+	err := s.serve(lis)
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		<-stopped
+		<-stdDone
+		return nil
+	}
+	return err
+}
+
+// h1Server is the proxy's own HTTP/1.1 server. It is hand-written because it is the hot path:
+// net/http's server starts a goroutine per request to watch the connection, builds a
+// cancellable context and parses each request into several allocations; this one reads a
+// request head with one allocation for all its strings and runs the handler on the
+// connection's goroutine. Handlers see ordinary http.Request and http.ResponseWriter values,
+// so routing code is shared with the connections net/http serves.
+//
+// Not done here (the connection goes to net/http): HTTP/1.0, HTTP/2, CONNECT, Upgrade and
+// header continuation lines. Unlike net/http, a request's context is not cancelled when the
+// client goes away mid-request: the answer's write fails instead.
+type h1Server struct {
+	handler http.Handler
+	handoff *connQueue
+
+	mu       sync.Mutex
+	conns    map[*h1ServerConn]bool // true while between requests (idle)
+	draining bool
+}
+
+func (s *h1Server) serve(lis net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() { // out of descriptors and the like: wait
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		go s.serveConn(c)
+	}
+}
+
+// shutdown closes idle connections, lets active ones finish their request, and closes what is
+// left when ctx ends.
+func (s *h1Server) shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	for c, idle := range s.conns {
+		if idle {
+			c.conn.Close()
+		}
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		left := len(s.conns)
+		if left == 0 || ctx.Err() != nil {
+			for c := range s.conns {
+				c.conn.Close()
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+}
+
+// setIdle records whether c is between requests; it reports false when the server is
+// draining and c should close instead.
+func (s *h1Server) setIdle(c *h1ServerConn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = idle
+	return true
+}
+
+func (s *h1Server) forget(c *h1ServerConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Limits on a request head, as net/http's defaults.
+const maxHeadBytes = 1 << 20
+
+var (
+	h1ServerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	h1ServerWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// h1ServerConn is one client connection.
+type h1ServerConn struct {
+	s          *h1Server
+	conn       net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	remoteAddr string
+	ctx        context.Context // carries a CONNECT tunnel's target; Background otherwise
+	head       []byte          // the raw head of the request being read
+	pending    []byte          // a response body of unknown length, held until it grows
+}
+
+func (s *h1Server) serveConn(c net.Conn) {
+	sc := &h1ServerConn{s: s, conn: c, remoteAddr: c.RemoteAddr().String(), ctx: context.Background()}
+	if t, ok := c.(interface{ tunnelTarget() string }); ok {
+		sc.ctx = context.WithValue(sc.ctx, tunnelKey{}, t.tunnelTarget())
+	}
+	sc.br = h1ServerReaders.Get().(*bufio.Reader)
+	sc.br.Reset(c)
+	sc.bw = h1ServerWriters.Get().(*bufio.Writer)
+	sc.bw.Reset(c)
+	handedOff := false
+	defer func() {
+		s.forget(sc)
+		if !handedOff {
+			c.Close()
+			sc.br.Reset(nil)
+			h1ServerReaders.Put(sc.br)
+		}
+		sc.bw.Reset(nil)
+		h1ServerWriters.Put(sc.bw)
+	}()
+	for {
+		if !s.setIdle(sc, true) {
+			return
+		}
+		if _, err := sc.br.Peek(1); err != nil {
+			return // closed by the client, or by shutdown while idle
+		}
+		if !s.setIdle(sc, false) {
+			return
+		}
+		if err := sc.readHead(); err != nil {
+			if errors.Is(err, errHeadTooLarge) {
+				sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
+			}
+			return
+		}
+		rq, status, why := sc.parse()
+		switch {
+		case status == statusHandOff:
+			handedOff = true
+			sc.handOff()
+			return
+		case status != 0:
+			sc.reject(status, why)
+			return
+		}
+		if !sc.serveRequest(rq) {
+			return
+		}
+	}
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+// readHead reads one request head, up to and including its empty line, into sc.head.
+func (sc *h1ServerConn) readHead() (err error) {
+	sc.head, err = readHead(sc.br, sc.head[:0], true)
+	return err
+}
+
+// readHead appends one message head (start line, header lines, empty line) from br to buf.
+// An empty line before the start line is skipped when skipEmpty is set (RFC 9112 section 2.2).
+func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
+	start := len(buf)
+	lineStart := start
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(buf)+len(line)-start > maxHeadBytes {
+			return buf, errHeadTooLarge
+		}
+		buf = append(buf, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return buf, err
+		}
+		if n := len(buf) - lineStart; n == 1 || n == 2 && buf[lineStart] == '\r' { // an empty line
+			if lineStart == start {
+				if !skipEmpty {
+					return buf, errors.New("empty line where a status line was expected")
+				}
+				buf = buf[:start]
+				continue
+			}
+			return buf, nil
+		}
+		lineStart = len(buf)
+	}
+}
+
+// statusHandOff is parse's answer for a request net/http should serve.
+const statusHandOff = -1
+
+// h1Request is everything one request allocates on the fast path, in one allocation.
+type h1Request struct {
+	req  http.Request
+	url  url.URL
+	body h1RequestBody
+	resp h1Response
+}
+
+// parse turns sc.head into a request. status is 0 on success, statusHandOff for a request to
+// hand to net/http, or the HTTP status to refuse it with.
+func (sc *h1ServerConn) parse() (*h1Request, int, string) {
+	head := string(sc.head) // the one allocation behind every string of the request
+	line, rest := cutLine(head)
+	method, line, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(line, " ")
+	if !ok1 || !ok2 || method == "" || target == "" {
+		return nil, http.StatusBadRequest, "malformed request line"
+	}
+	if proto != "HTTP/1.1" || method == http.MethodConnect {
+		return nil, statusHandOff, ""
+	}
+	rq := &h1Request{}
+	r := &rq.req
+	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
+	r.RemoteAddr = sc.remoteAddr
+	h, folded, ok := parseHeaderLines(rest)
+	switch {
+	case folded:
+		return nil, statusHandOff, "" // obsolete line folding: leave it to net/http
+	case !ok:
+		return nil, http.StatusBadRequest, "malformed header line"
+	}
+	r.Header = h
+	if h["Upgrade"] != nil {
+		return nil, statusHandOff, ""
+	}
+	hosts := h["Host"]
+	if len(hosts) != 1 {
+		return nil, http.StatusBadRequest, "missing or repeated Host header"
+	}
+	r.Host = hosts[0]
+	delete(h, "Host")
+	if err := parseTarget(&rq.url, target); err != nil {
+		return nil, http.StatusBadRequest, "malformed request target"
+	}
+	r.URL = &rq.url
+	if rq.url.Host != "" { // absolute form (an app's HTTP_PROXY request): it names the host
+		r.Host = rq.url.Host
+	}
+	r.Close = hasToken(h["Connection"], "close")
+	if status, why := sc.requestBody(rq); status != 0 {
+		return nil, status, why
+	}
+	return rq, 0, ""
+}
+
+// parseHeaderLines parses the header lines of a head (after its start line) into a new
+// Header whose values share one backing array. folded reports an obsolete continuation line,
+// which it does not parse.
+func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
+	lines := strings.Count(rest, "\n") - 1
+	values := make([]string, 0, max(lines, 0))
+	h = make(http.Header, max(lines, 0))
+	for rest != "" {
+		var hl string
+		hl, rest = cutLine(rest)
+		if hl == "" {
+			break
+		}
+		if hl[0] == ' ' || hl[0] == '\t' {
+			return nil, true, false
+		}
+		k, v, found := strings.Cut(hl, ":")
+		if !found || !validHeaderName(k) {
+			return nil, false, false
+		}
+		if !isCanonical(k) {
+			k = textproto.CanonicalMIMEHeaderKey(k)
+		}
+		v = textproto.TrimString(v)
+		if vs, dup := h[k]; dup {
+			h[k] = append(vs, v)
+			continue
+		}
+		values = append(values, v)
+		h[k] = values[len(values)-1 : len(values) : len(values)]
+	}
+	return h, false, true
+}
+
+// cutLine splits s after its first line, dropping the line's CRLF or LF.
+func cutLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, ""
+	}
+	line, rest = s[:i], s[i+1:]
+	if strings.HasSuffix(line, "\r") {
+		line = line[:len(line)-1]
+	}
+	return line, rest
+}
+
+// validHeaderName reports whether k is an HTTP token (RFC 9110 section 5.1).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isCanonical reports whether k is already in canonical form ("Content-Type"), the common
+// case, which then needs no copy.
+func isCanonical(k string) bool {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
+}
+
+// parseTarget parses a request target in origin form ("/path?query"), absolute form
+// ("http://host/path", sent to a proxy) or asterisk form ("*").
+func parseTarget(u *url.URL, target string) error {
+	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && strings.IndexByte(target, '#') < 0 {
+		u.Path, u.RawQuery, u.ForceQuery = target, "", false
+		if i := strings.IndexByte(target, '?'); i >= 0 {
+			u.Path, u.RawQuery, u.ForceQuery = target[:i], target[i+1:], i == len(target)-1
+		}
+		return nil
+	}
+	if target == "*" {
+		u.Path = "*"
+		return nil
+	}
+	parsed, err := url.ParseRequestURI(target)
+	if err != nil {
+		return err
+	}
+	*u = *parsed
+	return nil
+}
+
+// requestBody sets the request's body from its framing headers.
+func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
+	r, h := &rq.req, rq.req.Header
+	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	b := &rq.body
+	b.sc = sc
+	switch {
+	case te != nil && cl != nil:
+		return http.StatusBadRequest, "both Transfer-Encoding and Content-Length"
+	case te != nil:
+		if len(te) != 1 || !asciiEqualFold(te[0], "chunked") {
+			return http.StatusNotImplemented, "unsupported Transfer-Encoding"
+		}
+		r.TransferEncoding = []string{"chunked"}
+		r.ContentLength = -1
+		b.chunked = httputil.NewChunkedReader(sc.br)
+		b.n = -1
+		delete(h, "Transfer-Encoding")
+	case cl != nil:
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				return http.StatusBadRequest, "conflicting Content-Length"
+			}
+		}
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if err != nil {
+			return http.StatusBadRequest, "bad Content-Length"
+		}
+		r.ContentLength = int64(n)
+		b.n = int64(n)
+	}
+	if e := h["Expect"]; e != nil {
+		if len(e) != 1 || !asciiEqualFold(e[0], "100-continue") {
+			return http.StatusExpectationFailed, "unsupported Expect"
+		}
+		b.expectContinue = true
+		delete(h, "Expect")
+	}
+	if b.n == 0 {
+		r.Body = http.NoBody
+		b.eof = true
+		return 0, ""
+	}
+	r.Body = b
+	return 0, ""
+}
+
+// handOff passes the connection, with every byte read so far put back in front, to net/http.
+func (sc *h1ServerConn) handOff() {
+	head := append([]byte(nil), sc.head...)
+	c := &replayConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(head)), sc.br)}
+	if !sc.s.handoff.push(c) {
+		sc.conn.Close()
+	}
+}
+
+// replayConn reads from r (bytes already taken from the connection, then the connection).
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *replayConn) tunnelTarget() string {
+	if t, ok := c.Conn.(interface{ tunnelTarget() string }); ok {
+		return t.tunnelTarget()
+	}
+	return ""
+}
+
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// reject answers a request the server cannot take and ends the connection.
+func (sc *h1ServerConn) reject(status int, why string) {
+	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(why)+1, why+"\n")
+	_ = sc.bw.Flush()
+}
+
+// serveRequest runs the handler for one request; it reports whether the connection stays
+// open for the next.
+func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
+	r := &rq.req
+	if sc.ctx != context.Background() {
+		r = r.WithContext(sc.ctx)
+	}
+	w := &rq.resp
+	w.sc, w.req, w.status, w.contentLength = sc, r, 0, -1
+	w.keepAlive = !r.Close
+	sc.pending = sc.pending[:0]
+	defer func() {
+		if v := recover(); v != nil {
+			keepAlive = false
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				slog.Error("proxy: panic serving a request", "remote", sc.remoteAddr, "panic", v, "stack", string(buf))
+			}
+		}
+	}()
+	sc.s.handler.ServeHTTP(w, r)
+	if !w.finish() {
+		return false
+	}
+	return w.keepAlive && rq.body.discardRest()
+}
+
+// h1RequestBody reads a request body from the connection.
+type h1RequestBody struct {
+	sc             *h1ServerConn
+	chunked        io.Reader // set for a chunked body
+	n              int64     // bytes left of a fixed-length body; -1 for chunked
+	eof            bool
+	err            error
+	expectContinue bool // the client waits for "100 Continue" before sending
+	started        bool
+}
+
+func (b *h1RequestBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if !b.started {
+		b.started = true
+		if b.expectContinue {
+			if _, err := b.sc.conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+				b.err = err
+				return 0, err
+			}
+		}
+	}
+	var n int
+	var err error
+	if b.chunked != nil {
+		n, err = b.chunked.Read(p)
+		if err == io.EOF {
+			// The trailer section (usually empty) ends the body.
+			if _, terr := textproto.NewReader(b.sc.br).ReadMIMEHeader(); terr != nil {
+				err = terr
+			}
+		}
+	} else {
+		if int64(len(p)) > b.n {
+			p = p[:b.n]
+		}
+		n, err = b.sc.br.Read(p)
+		b.n -= int64(n)
+		if b.n == 0 {
+			err = io.EOF
+		} else if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+// Close does nothing: what the handler left unread is discarded after the answer, as
+// net/http does, so the connection can serve the next request.
+func (b *h1RequestBody) Close() error { return nil }
+
+// discardRest reads what the handler left of the body; it reports whether the connection can
+// serve another request (a large rest, a broken body, or a body the client never sent because
+// it still waits for 100 Continue, end it).
+func (b *h1RequestBody) discardRest() bool {
+	if b.eof || b.sc == nil {
+		return true
+	}
+	if b.err != nil || b.expectContinue && !b.started {
+		return false
+	}
+	const maxDiscard = 256 << 10
+	n, _ := io.CopyN(io.Discard, b, maxDiscard+1)
+	return b.eof && n <= maxDiscard
+}
+
+// h1Response is the ResponseWriter of the fast path. A body of unknown length is held until
+// the handler ends (then sent with a Content-Length) or grows past 4 KiB or is flushed (then
+// chunked).
+type h1Response struct {
+	sc            *h1ServerConn
+	req           *http.Request
+	header        http.Header
+	status        int
+	headWritten   bool
+	chunked       bool
+	contentLength int64 // declared by the handler; -1 when unknown
+	written       int64
+	keepAlive     bool
+}
+
+const maxPending = 4 << 10
+
+func (w *h1Response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+func (w *h1Response) WriteHeader(code int) {
+	if w.status != 0 || code < 200 { // informational answers are not passed on here
+		return
+	}
+	w.status = code
+	if w.header != nil {
+		if cl := w.header["Content-Length"]; len(cl) == 1 {
+			if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+				w.contentLength = n
+			}
+		}
+		if hasToken(w.header["Connection"], "close") {
+			w.keepAlive = false
+		}
+	}
+}
+
+// bodyAllowed reports whether the answer may have a body.
+func (w *h1Response) bodyAllowed() bool {
+	return w.req.Method != http.MethodHead && w.status != http.StatusNoContent && w.status != http.StatusNotModified
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.bodyAllowed() {
+		return len(p), nil
+	}
+	sc := w.sc
+	switch {
+	case w.contentLength >= 0:
+		if w.written+int64(len(p)) > w.contentLength {
+			return 0, http.ErrContentLength
+		}
+		if !w.headWritten {
+			w.writeHead()
+		}
+	case !w.headWritten && len(sc.pending)+len(p) <= maxPending:
+		sc.pending = append(sc.pending, p...)
+		w.written += int64(len(p))
+		return len(p), nil
+	case !w.headWritten:
+		w.startChunked()
+	}
+	w.written += int64(len(p))
+	if w.chunked {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		sc.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		sc.bw.WriteString("\r\n")
+		sc.bw.Write(p)
+		_, err := sc.bw.WriteString("\r\n")
+		return len(p), err
+	}
+	return sc.bw.Write(p)
+}
+
+// startChunked sends the head for a chunked body and the held bytes as its first chunk.
+func (w *h1Response) startChunked() {
+	w.chunked = true
+	w.writeHead()
+	if p := w.sc.pending; len(p) > 0 {
+		w.written -= int64(len(p))
+		w.sc.pending = w.sc.pending[:0]
+		_, _ = w.Write(p)
+	}
+}
+
+func (w *h1Response) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headWritten {
+		if w.contentLength < 0 && w.bodyAllowed() {
+			w.startChunked()
+		} else {
+			w.writeHead()
+		}
+	}
+	_ = w.sc.bw.Flush()
+}
+
+// finish ends the answer after the handler returns; it reports whether the answer is whole.
+func (w *h1Response) finish() bool {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	sc := w.sc
+	if !w.headWritten {
+		if w.contentLength < 0 && w.bodyAllowed() {
+			w.contentLength = int64(len(sc.pending))
+			w.Header()["Content-Length"] = []string{strconv.Itoa(len(sc.pending))}
+		}
+		w.writeHead()
+		sc.bw.Write(sc.pending)
+	}
+	whole := true
+	switch {
+	case w.chunked:
+		sc.bw.WriteString("0\r\n")
+		for k, vs := range w.header {
+			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+				for _, v := range vs {
+					sc.bw.WriteString(name + ": " + headerValue(v) + "\r\n")
+				}
+			}
+		}
+		sc.bw.WriteString("\r\n")
+	case w.bodyAllowed() && w.written != w.contentLength:
+		whole = false // the handler wrote less than it declared: the client must not wait
+	}
+	if err := sc.bw.Flush(); err != nil {
+		return false
+	}
+	return whole
+}
+
+// writeHead writes the status line and headers.
+func (w *h1Response) writeHead() {
+	w.headWritten = true
+	bw := w.sc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(w.status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(w.status))
+	bw.WriteString("\r\n")
+	hasDate := false
+	for k, vs := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) || k == "Transfer-Encoding" || k == "Connection" {
+			continue
+		}
+		if k == "Content-Length" && (w.chunked || !w.bodyAllowed() && w.req.Method != http.MethodHead) {
+			continue
+		}
+		hasDate = hasDate || k == "Date"
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(headerValue(v))
+			bw.WriteString("\r\n")
+		}
+	}
+	if !hasDate {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if !w.keepAlive || w.sc.s.isDraining() {
+		w.keepAlive = false
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func (s *h1Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// httpDate is the Date header value, formatted once a second rather than per answer.
+func httpDate() string {
+	now := time.Now()
+	if d := cachedDate.Load(); d != nil && d.sec == now.Unix() {
+		return d.text
+	}
+	d := &dateText{sec: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateText struct {
+	sec  int64
+	text string
+}
+
+var cachedDate atomic.Pointer[dateText]

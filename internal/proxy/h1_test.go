@@ -1,0 +1,269 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// The proxy's own HTTP/1.1 server and client (h1server.go, h1client.go) are checked here on
+// the wire: raw bytes in, parsed answers out, against real listeners.
+
+// rawConn dials addr and returns the connection with a reader for its answers.
+func rawConn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// h1Mesh starts a mesh with service web (an echo app behind its inbound sidecar, so requests
+// cross both of the proxy's own server and client twice) and returns the outbound listener.
+func h1Mesh(t *testing.T) string {
+	m := newMesh(t, meshYAML("web"))
+	m.register(m.sidecarWorkload("web-main", "web", "main", startHTTPApp(t, "web-app", false), snapshot.HTTP))
+	return outbound(t, m.newProxy("sidecar~client"))
+}
+
+// TestH1KeepAliveAndBodies sends, on one connection and in one write, a GET, a chunked POST
+// with a trailer, a POST of known length and a HEAD, then a GET: each answer must match its
+// request, bodies intact, and the connection must stay open throughout.
+func TestH1KeepAliveAndBodies(t *testing.T) {
+	t.Parallel()
+	c, br := rawConn(t, h1Mesh(t))
+	fmt.Fprint(c, "GET /one?x=1 HTTP/1.1\r\nHost: web\r\nX-Test: a\r\n\r\n"+
+		"POST /two HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n"+
+		"POST /three HTTP/1.1\r\nhost: web\r\ncontent-length: 3\r\n\r\nabc"+
+		"HEAD /four HTTP/1.1\r\nHost: web\r\n\r\n")
+	for _, want := range []struct{ method, uri, body string }{{"GET", "/one?x=1", ""}, {"POST", "/two", "hello world"}, {"POST", "/three", "abc"}} {
+		res := readResponse(t, br)
+		rep := res.reply(t)
+		if res.StatusCode != 200 || rep.Method != want.method || rep.URI != want.uri || rep.Body != want.body {
+			t.Fatalf("answer to %s %s: %d %+v, want its own request echoed with body %q", want.method, want.uri, res.StatusCode, rep, want.body)
+		}
+		if want.uri == "/one?x=1" && rep.Header.Get("X-Test") != "a" {
+			t.Errorf("X-Test did not reach the app: %v", rep.Header)
+		}
+	}
+	head, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+	if err != nil || head.StatusCode != 200 {
+		t.Fatalf("HEAD: %v %v", head, err)
+	}
+	fmt.Fprint(c, "GET /five HTTP/1.1\r\nHost: web\r\n\r\n")
+	if rep := readResponse(t, br).reply(t); rep.URI != "/five" {
+		t.Fatalf("after HEAD the connection answered %+v, want /five: HEAD's answer carried a body", rep)
+	}
+}
+
+// TestH1ExpectContinue: a client that waits for 100 Continue gets it, then its answer.
+func TestH1ExpectContinue(t *testing.T) {
+	t.Parallel()
+	c, br := rawConn(t, h1Mesh(t))
+	fmt.Fprint(c, "PUT /up HTTP/1.1\r\nHost: web\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("got %q, %v; want 100 Continue before the body is sent", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("100 Continue not followed by an empty line: %q", blank)
+	}
+	fmt.Fprint(c, "data")
+	if rep := readResponse(t, br).reply(t); rep.Body != "data" || rep.Method != "PUT" {
+		t.Fatalf("app saw %+v, want PUT with body data", rep)
+	}
+}
+
+// TestH1HandOff: what the fast path does not serve (HTTP/1.0, here after an HTTP/1.1
+// request on the same connection) goes to net/http with every byte, and is answered.
+func TestH1HandOff(t *testing.T) {
+	t.Parallel()
+	c, br := rawConn(t, h1Mesh(t))
+	fmt.Fprint(c, "GET /first HTTP/1.1\r\nHost: web\r\n\r\nGET /second HTTP/1.0\r\nHost: web\r\nX-Test: old\r\n\r\n")
+	if rep := readResponse(t, br).reply(t); rep.URI != "/first" {
+		t.Fatalf("first answer %+v", rep)
+	}
+	rep := readResponse(t, br).reply(t)
+	if rep.URI != "/second" || rep.Header.Get("X-Test") != "old" {
+		t.Fatalf("HTTP/1.0 request handed to net/http lost bytes: app saw %+v", rep)
+	}
+}
+
+// TestH1BadRequests: malformed heads get a clear 4xx/5xx naming the problem, and the
+// connection closes.
+func TestH1BadRequests(t *testing.T) {
+	t.Parallel()
+	out := h1Mesh(t)
+	tests := []struct {
+		name, send string
+		status     int
+		reason     string
+	}{
+		{"header without colon", "GET / HTTP/1.1\r\nHost: web\r\nBad Header\r\n\r\n", 400, "malformed header line"},
+		{"no Host", "GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400, "Host"},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: web\r\nHost: web2\r\n\r\n", 400, "Host"},
+		{"gzip transfer coding", "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"},
+		{"both framings", "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400, "Content-Length"},
+		{"bad length", "POST / HTTP/1.1\r\nHost: web\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"},
+		{"bad request line", "GET/HTTP/1.1\r\nHost: web\r\n\r\n", 400, "request line"},
+		{"head too large", "GET / HTTP/1.1\r\nHost: web\r\nX-Big: " + strings.Repeat("a", 1<<20) + "\r\n\r\n", 431, "too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, br := rawConn(t, out)
+			go fmt.Fprint(c, tt.send) // a large head may not fit the socket buffers before the answer
+			res := readResponse(t, br)
+			if res.StatusCode != tt.status || !strings.Contains(res.body, tt.reason) {
+				t.Errorf("got %d %q, want %d naming %q", res.StatusCode, res.body, tt.status, tt.reason)
+			}
+			if b, err := br.ReadByte(); err == nil { // EOF, or a reset when the rest was unread
+				t.Errorf("connection still open after a refused request (read %q)", b)
+			}
+		})
+	}
+}
+
+// rawApp serves each accepted connection with fn; it counts connections.
+func rawApp(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (addr string, conns *atomic.Int32) {
+	t.Helper()
+	lis := listen(t)
+	conns = &atomic.Int32{}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return lis.Addr().String(), conns
+}
+
+// readRequestHead reads one request from br (no body).
+func readRequestHead(br *bufio.Reader) error {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, req.Body)
+	return err
+}
+
+// TestH1UpstreamAnswers covers the answers an upstream may give the proxy's client: a body
+// delimited by closing the connection, a chunked body with a trailer, a 204, and a keep-alive
+// connection the upstream closes right after answering (the next request must go on a new
+// connection, not fail).
+func TestH1UpstreamAnswers(t *testing.T) {
+	t.Parallel()
+	closeDelimited, _ := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequestHead(br) == nil {
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nX-Kind: close-delimited\r\n\r\nuntil the end")
+		}
+	})
+	chunked, _ := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		for readRequestHead(br) == nil {
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\nX-Checksum: 42\r\n\r\n")
+		}
+	})
+	noContent, _ := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		for readRequestHead(br) == nil {
+			fmt.Fprint(c, "HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n")
+		}
+	})
+	oneShot, oneShotConns := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequestHead(br) == nil {
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") // then closes, unannounced
+		}
+	})
+	// No retries for oneshot: the client itself must take a new connection, not the route's
+	// retry policy.
+	m := newMesh(t, meshYAML("closer", "chunker", "empty", "oneshot")+`---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: oneshot}
+spec:
+  hosts: [oneshot]
+  http: [{route: [{destination: {host: oneshot}}], retries: {attempts: 0}}]
+`)
+	m.register(
+		workload("closer-main", "closer", "main", closeDelimited, snapshot.HTTP),
+		workload("chunker-main", "chunker", "main", chunked, snapshot.HTTP),
+		workload("empty-main", "empty", "main", noContent, snapshot.HTTP),
+		workload("oneshot-main", "oneshot", "main", oneShot, snapshot.HTTP),
+	)
+	c := httpClient(t, outbound(t, m.newProxy("sidecar~client")))
+
+	res := do(t, c, "GET", "http://closer/", "", nil)
+	if res.StatusCode != 200 || res.body != "until the end" || res.Header.Get("X-Kind") != "close-delimited" {
+		t.Errorf("close-delimited answer: %d %q %v", res.StatusCode, res.body, res.Header)
+	}
+	for i := range 2 {
+		req, _ := http.NewRequest("GET", "http://chunker/", nil)
+		got, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(got.Body)
+		got.Body.Close()
+		if string(body) != "abcdef" || got.Trailer.Get("X-Checksum") != "42" {
+			t.Errorf("chunked answer %d: body %q, trailer %v; want abcdef and X-Checksum: 42", i, body, got.Trailer)
+		}
+	}
+	for range 2 {
+		if res := do(t, c, "GET", "http://empty/", "", nil); res.StatusCode != 204 || res.body != "" || res.Header.Get("X-Kind") != "empty" {
+			t.Errorf("204 answer: %d %q %v", res.StatusCode, res.body, res.Header)
+		}
+	}
+	for i := range 3 {
+		if res := do(t, c, "POST", "http://oneshot/", "", nil); res.StatusCode != 200 || res.body != "ok" {
+			t.Fatalf("request %d to an upstream that closes after each answer: %d %q", i, res.StatusCode, res.body)
+		}
+		time.Sleep(20 * time.Millisecond) // let the upstream's close reach the pooled connection
+	}
+	if n := oneShotConns.Load(); n != 3 {
+		t.Errorf("upstream saw %d connections for 3 requests, want 3 (one each)", n)
+	}
+}
+
+// TestH1UpstreamCutShort: an upstream that dies mid-body must not pass for a whole answer:
+// the client's connection is cut, so it sees an error (before or during the body), never a
+// short body that looks complete.
+func TestH1UpstreamCutShort(t *testing.T) {
+	t.Parallel()
+	cut, _ := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		if readRequestHead(br) == nil {
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+		}
+	})
+	m := newMesh(t, meshYAML("cut"))
+	m.register(workload("cut-main", "cut", "main", cut, snapshot.HTTP))
+	c := httpClient(t, outbound(t, m.newProxy("sidecar~client")))
+	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://cut/", nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err == nil {
+		t.Fatalf("read %d %q with no error from an answer the upstream cut short", res.StatusCode, body)
+	}
+}

@@ -89,15 +89,41 @@ func (p *Proxy) record(r *http.Request, rec *statusRecorder, snap *snapshot.Snap
 	elapsed := time.Since(began)
 	code := rec.code()
 	if p.metrics != nil {
-		asked := laneLabel(snap, o.asked)
-		p.metrics.requests.WithLabelValues(p.Node, o.direction, o.service, asked, string(o.served), strconv.FormatBool(o.fallback), code).Inc()
-		p.metrics.duration.WithLabelValues(p.Node, o.direction, o.service, string(o.served)).Observe(elapsed.Seconds())
+		s := p.seriesFor(seriesKey{o.direction, o.service, laneLabel(snap, o.asked), string(o.served), o.fallback, code})
+		s.requests.Inc()
+		s.duration.Observe(elapsed.Seconds())
 	}
 	if p.AccessLog {
 		p.log.Info("access", "direction", o.direction, "method", r.Method, "host", r.Host, "path", r.URL.Path,
 			"code", code, "duration_ms", float64(elapsed.Microseconds())/1000, "service", o.service,
 			"lane_asked", o.asked, "lane_served", o.served, "fallback", o.fallback, "endpoint", o.endpoint, "entry_rule", o.entryRule, "lane_from_trace", o.restored)
 	}
+}
+
+// seriesKey is one request's label values (the proxy label is the proxy's own).
+type seriesKey struct {
+	direction, service, asked, served string
+	fallback                          bool
+	code                              string
+}
+
+// series are the metrics of one seriesKey, looked up once: the vectors' own lookup validates
+// and hashes every label value on each request, a visible share of the proxy's CPU.
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (p *Proxy) seriesFor(k seriesKey) *series {
+	if s, ok := p.series.Load(k); ok {
+		return s.(*series)
+	}
+	s := &series{
+		requests: p.metrics.requests.WithLabelValues(p.Node, k.direction, k.service, k.asked, k.served, strconv.FormatBool(k.fallback), k.code),
+		duration: p.metrics.duration.WithLabelValues(p.Node, k.direction, k.service, k.served),
+	}
+	actual, _ := p.series.LoadOrStore(k, s)
+	return actual.(*series)
 }
 
 func laneLabel(snap *snapshot.Snapshot, l lane.Lane) string {
@@ -144,8 +170,17 @@ func (s *statusRecorder) code() string {
 	if g := s.Header().Get(http.TrailerPrefix + "Grpc-Status"); g != "" {
 		return "grpc-" + g
 	}
-	if s.status == 0 {
+	switch s.status {
+	case 0:
 		return "0" // the client went away before any answer
+	case http.StatusOK: // the usual answers, without an allocation each
+		return "200"
+	case http.StatusNoContent:
+		return "204"
+	case http.StatusNotFound:
+		return "404"
+	case http.StatusServiceUnavailable:
+		return "503"
 	}
 	return strconv.Itoa(s.status)
 }

@@ -48,6 +48,7 @@ type Proxy struct {
 	// proxy's own series, unregistered when it goes (Admin.Remove).
 	metrics    *Metrics
 	collectors []prometheus.Collector
+	series     sync.Map // seriesKey -> *series, this proxy's metrics by label values
 	// Labels are the labels of the workload this proxy serves (none for a gateway), matched by
 	// VirtualService sourceLabels. Set before serving.
 	Labels map[string]string

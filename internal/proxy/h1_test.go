@@ -117,6 +117,7 @@ func TestH1BadRequests(t *testing.T) {
 		{"gzip transfer coding", "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding"},
 		{"both framings", "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400, "Content-Length"},
 		{"bad length", "POST / HTTP/1.1\r\nHost: web\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"},
+		{"control character", "GET / HTTP/1.1\r\nHost: web\r\nX-A: a\x00b\r\n\r\n", 400, "control character"},
 		{"bad request line", "GET/HTTP/1.1\r\nHost: web\r\n\r\n", 400, "request line"},
 		{"head too large", "GET / HTTP/1.1\r\nHost: web\r\nX-Big: " + strings.Repeat("a", 1<<20) + "\r\n\r\n", 431, "too large"},
 	}

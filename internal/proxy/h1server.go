@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -155,8 +156,12 @@ func (s *h1Server) forget(c *h1ServerConn) {
 	s.mu.Unlock()
 }
 
-// Limits on a request head, as net/http's defaults.
-const maxHeadBytes = 1 << 20
+// Limits on a request head: its size (net/http's default), and the time it may take to arrive
+// once begun (what serveHTTP gave net/http as ReadHeaderTimeout).
+const (
+	maxHeadBytes    = 1 << 20
+	headReadTimeout = 30 * time.Second
+)
 
 var (
 	h1ServerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
@@ -205,7 +210,19 @@ func (s *h1Server) serveConn(c net.Conn) {
 		if !s.setIdle(sc, false) {
 			return
 		}
-		if err := sc.readHead(); err != nil {
+		// A head that did not arrive whole gets headReadTimeout to complete, so a client
+		// cannot hold a connection by sending it slowly. Most heads come in one piece, which
+		// spares a timer per request.
+		buffered, _ := sc.br.Peek(sc.br.Buffered())
+		slow := !bytes.Contains(buffered, []byte("\n\r\n")) && !bytes.Contains(buffered, []byte("\n\n"))
+		if slow {
+			_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
+		}
+		err := sc.readHead()
+		if slow {
+			_ = c.SetReadDeadline(time.Time{})
+		}
+		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
 				sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
 			}
@@ -281,6 +298,9 @@ type h1Request struct {
 // hand to net/http, or the HTTP status to refuse it with.
 func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	head := string(sc.head) // the one allocation behind every string of the request
+	if !validHead(head) {
+		return nil, http.StatusBadRequest, "control character in the request head"
+	}
 	line, rest := cutLine(head)
 	method, line, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(line, " ")
@@ -357,6 +377,17 @@ func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
 		h[k] = values[len(values)-1 : len(values) : len(values)]
 	}
 	return h, false, true
+}
+
+// validHead reports whether a head is free of control characters other than tab and line
+// ends, which a request could otherwise smuggle into what the proxy forwards.
+func validHead(head string) bool {
+	for i := 0; i < len(head); i++ {
+		if c := head[i]; c < ' ' && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // cutLine splits s after its first line, dropping the line's CRLF or LF.

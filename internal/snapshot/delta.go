@@ -25,7 +25,7 @@ type Delta struct {
 // not fit s (it removes a service s lacks, or a service does not decode or prepare); the
 // caller must then get a full snapshot rather than run on a wrong one.
 func (s *Snapshot) Apply(d Delta) (*Snapshot, error) {
-	if s.byHost == nil {
+	if s.byName == nil {
 		return nil, fmt.Errorf("snapshot: version %d is not prepared", s.Version)
 	}
 	if s.Version != d.BaseVersion {
@@ -99,37 +99,40 @@ func (e *Endpoint) equal(o *Endpoint) bool {
 
 // withServices returns a new snapshot at version: s with the prepared services changed added
 // or replacing those of the same name, and the services named in removed dropped. Only the
-// indexes that span services are rebuilt, and of those only what changed.
+// indexes that span services are rebuilt, and of those only what changed: when no service is
+// added or removed, the name index is shared with s.
 func (s *Snapshot) withServices(version uint64, changed []*Service, removed []string) (*Snapshot, error) {
 	next := *s
 	next.Version = version
 	next.Services = slices.Clone(s.Services)
-	next.byHost = maps.Clone(s.byHost)
 	next.laneServices = maps.Clone(s.laneServices)
 	lanesChanged := false
+	gone := make(map[int]bool, len(removed))
 	for _, name := range removed {
-		old := next.byHost[name]
-		if old == nil {
+		i, ok := s.byName[name]
+		if !ok || gone[i] {
 			return nil, fmt.Errorf("snapshot: version %d removes service %q, which version %d lacks", version, name, s.Version)
 		}
-		delete(next.byHost, name)
-		lanesChanged = next.countLanes(old, -1) || lanesChanged
-		i, _ := next.position(name)
-		next.Services = slices.Delete(next.Services, i, i+1)
+		gone[i] = true
+		lanesChanged = next.countLanes(s.Services[i], -1) || lanesChanged
 	}
+	var added []*Service
+	seen := make(map[string]bool, len(changed))
 	for _, svc := range changed {
-		i, found := next.position(svc.Name)
-		if found {
-			lanesChanged = next.countLanes(next.Services[i], -1) || lanesChanged
+		if seen[svc.Name] {
+			return nil, fmt.Errorf("snapshot: version %d changes service %q twice", version, svc.Name)
+		}
+		seen[svc.Name] = true
+		if i, ok := s.byName[svc.Name]; ok && !gone[i] {
+			lanesChanged = next.countLanes(s.Services[i], -1) || lanesChanged
 			next.Services[i] = svc
 		} else {
-			next.Services = slices.Insert(next.Services, i, svc)
+			added = append(added, svc)
 		}
-		next.byHost[svc.Name] = svc
 		lanesChanged = next.countLanes(svc, 1) || lanesChanged
 	}
-	if len(next.Services) == 0 {
-		next.Services = nil // as compiled and decoded: "services":null
+	if len(gone) > 0 || len(added) > 0 {
+		next.restructure(gone, added)
 	}
 	if lanesChanged {
 		next.indexLanes()
@@ -137,16 +140,36 @@ func (s *Snapshot) withServices(version uint64, changed []*Service, removed []st
 	return &next, nil
 }
 
-// position returns the index of the service named name in s.Services and whether it is
-// there; if not, the index to insert it at.
-func (s *Snapshot) position(name string) (int, bool) {
+// restructure drops the services at the positions in gone and adds added (in name order when
+// the services are sorted), then indexes the names again.
+func (s *Snapshot) restructure(gone map[int]bool, added []*Service) {
+	kept := make([]*Service, 0, len(s.Services)-len(gone)+len(added))
+	for i, svc := range s.Services {
+		if !gone[i] {
+			kept = append(kept, svc)
+		}
+	}
 	if s.sorted {
-		return slices.BinarySearchFunc(s.Services, name, func(svc *Service, name string) int {
-			return strings.Compare(svc.Name, name)
-		})
+		byName := func(a, b *Service) int { return strings.Compare(a.Name, b.Name) }
+		slices.SortFunc(added, byName)
+		merged := make([]*Service, 0, len(kept)+len(added))
+		for len(kept) > 0 && len(added) > 0 {
+			if kept[0].Name < added[0].Name {
+				merged, kept = append(merged, kept[0]), kept[1:]
+			} else {
+				merged, added = append(merged, added[0]), added[1:]
+			}
+		}
+		kept = append(append(merged, kept...), added...)
+	} else {
+		kept = append(kept, added...)
 	}
-	if i := slices.IndexFunc(s.Services, func(svc *Service) bool { return svc.Name == name }); i >= 0 {
-		return i, true
+	if len(kept) == 0 {
+		kept = nil // as compiled and decoded: "services":null
 	}
-	return len(s.Services), false
+	s.Services = kept
+	s.byName = make(map[string]int, len(kept))
+	for i, svc := range kept {
+		s.byName[svc.Name] = i
+	}
 }

@@ -82,14 +82,14 @@ func assertSame(t *testing.T, got, want *Snapshot) {
 	for _, w := range want.Services {
 		g := got.Service(w.Name)
 		if g == nil {
-			t.Fatalf("service %s missing from byHost", w.Name)
+			t.Fatalf("service %s not found by name", w.Name)
 		}
 		if !reflect.DeepEqual(g.laneSets, w.laneSets) || !reflect.DeepEqual(g.subsetSets, w.subsetSets) {
 			t.Errorf("service %s: lane or subset sets differ", w.Name)
 		}
 	}
-	if len(got.byHost) != len(want.byHost) {
-		t.Errorf("byHost has %d services, want %d", len(got.byHost), len(want.byHost))
+	if !reflect.DeepEqual(got.byName, want.byName) {
+		t.Errorf("name index %v, want %v", got.byName, want.byName)
 	}
 	if !reflect.DeepEqual(got.knownLanes, want.knownLanes) {
 		t.Errorf("known lanes %v, want %v", got.knownLanes, want.knownLanes)
@@ -124,6 +124,7 @@ func TestApply(t *testing.T) {
 		{name: "a lane's only endpoint turns unhealthy", base: []*Service{a, b}, want: []*Service{a, svc("b", ep("b-1", "10.0.0.2:80", "main"), Endpoint{Address: "10.0.0.3:80", Protocol: HTTP, Workload: "b-2", Labels: map[string]string{"app": "b", "swimlane": "feature-x"}, Health: "draining"})}, lanesUnknown: []lane.Lane{"feature-x"}},
 		{name: "add, change and remove at once", base: []*Service{a, c}, want: []*Service{b, svc("c", ep("c-1", "10.0.0.4:81", "")), svc("e", ep("e-1", "10.0.0.7:80", "feature-z"))}, lanesKnown: []lane.Lane{"feature-x", "feature-z"}},
 		{name: "nothing changed", base: []*Service{a, b}, want: []*Service{a, b}},
+		{name: "services not in name order keep theirs; new ones go last", base: []*Service{c, a}, want: []*Service{c, a, b}, lanesKnown: []lane.Lane{"feature-x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,6 +171,8 @@ func TestApplyRejects(t *testing.T) {
 		{name: "base version mismatch", give: Delta{BaseVersion: 3, Version: 5}, wantErr: "does not apply to version 4"},
 		{name: "base version ahead", give: Delta{BaseVersion: 5, Version: 6}, wantErr: "does not apply to version 4"},
 		{name: "remove a service the base lacks", give: Delta{BaseVersion: 4, Version: 5, Removed: []string{"nope"}}, wantErr: `removes service "nope"`},
+		{name: "remove a service twice", give: Delta{BaseVersion: 4, Version: 5, Removed: []string{"a", "a"}}, wantErr: `removes service "a"`},
+		{name: "change a service twice", give: Delta{BaseVersion: 4, Version: 5, Services: [][]byte{mustJSON(t, svc("b")), mustJSON(t, svc("b"))}}, wantErr: `changes service "b" twice`},
 		{name: "a service that does not decode", give: Delta{BaseVersion: 4, Version: 5, Services: [][]byte{[]byte(`{"name":`)}}, wantErr: "decode service 0"},
 		{name: "a service whose route does not prepare", give: Delta{BaseVersion: 4, Version: 5, Services: [][]byte{badRoute}}, wantErr: "service b: route r"},
 	}

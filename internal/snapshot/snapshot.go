@@ -29,7 +29,9 @@ type Snapshot struct {
 	Lanes       []*LaneInfo  `json:"lanes,omitempty"`
 	LaneEntries []*LaneEntry `json:"laneEntries,omitempty"`
 
-	byHost     map[string]*Service
+	// byName is the position of each service in Services. Versions that change services but
+	// add or remove none share it.
+	byName     map[string]int
 	laneInfo   map[lane.Lane]*LaneInfo
 	knownLanes map[lane.Lane]bool
 	// chains holds the resolution order of every known lane, built once so that routing a
@@ -220,14 +222,14 @@ func (s *Snapshot) Prepare() error {
 		s.laneInfo[l.Name] = l
 	}
 	s.baselineChain = []lane.Lane{s.Mesh.Baseline}
-	s.byHost = make(map[string]*Service, len(s.Services))
+	s.byName = make(map[string]int, len(s.Services))
 	s.laneServices = map[lane.Lane]int{}
 	s.sorted = true
 	for i, svc := range s.Services {
-		if _, dup := s.byHost[svc.Name]; dup {
+		if _, dup := s.byName[svc.Name]; dup {
 			return fmt.Errorf("snapshot: duplicate service %q", svc.Name)
 		}
-		s.byHost[svc.Name] = svc
+		s.byName[svc.Name] = i
 		if err := svc.prepare(s.Mesh); err != nil {
 			return err
 		}
@@ -316,7 +318,17 @@ func Decode(body []byte) (*Snapshot, error) {
 // qualified with the mesh namespace (goods-service, goods-service.default,
 // goods-service.default.svc.cluster.local).
 func (s *Snapshot) Service(host string) *Service {
-	return LookupHost(s.byHost, stripPort(host), s.Mesh.Namespace)
+	host = stripPort(host)
+	i, ok := s.byName[host]
+	if !ok {
+		if name, qualified := unqualified(host, s.Mesh.Namespace); qualified {
+			i, ok = s.byName[name]
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return s.Services[i]
 }
 
 // LookupHost finds the entry of byName that host names: the name itself, or the name
@@ -326,15 +338,23 @@ func LookupHost[V any](byName map[string]*V, host, ns string) *V {
 	if v := byName[host]; v != nil {
 		return v
 	}
-	name, rest, ok := strings.Cut(host, ".")
-	if !ok {
-		return nil
-	}
-	switch rest {
-	case ns, ns + ".svc", ns + ".svc.cluster.local":
+	if name, ok := unqualified(host, ns); ok {
 		return byName[name]
 	}
 	return nil
+}
+
+// unqualified returns the service name of host when host qualifies it with namespace ns.
+func unqualified(host, ns string) (name string, ok bool) {
+	name, rest, ok := strings.Cut(host, ".")
+	if !ok {
+		return "", false
+	}
+	switch rest {
+	case ns, ns + ".svc", ns + ".svc.cluster.local":
+		return name, true
+	}
+	return "", false
 }
 
 // Gateway returns the gateway named name, or nil.

@@ -3,15 +3,18 @@
 // newest snapshot to every connected proxy.
 //
 //  1. config source (files, later Kubernetes) -> SetConfig: compile; reject whole or adopt
-//  2. registry change                           -> recompile with the last good config
-//  3. publish: encode once, bump version, wake all watchers
-//  4. Watch (gRPC): send current, then the newest after each wake ("latest wins": a slow proxy
-//     skips versions instead of queueing them)
+//  2. registry change                           -> recompile with the last good config; or, when
+//     only existing workloads' addresses or health changed, patch the current snapshot's
+//     endpoints without compiling
+//  3. publish: encode each service once, bump version, wake all watchers; when only services
+//     changed, the version is also a delta (the services that changed, those removed)
+//  4. Watch (gRPC): send current in full, then after each wake the recent deltas in order or,
+//     for a watcher too far behind, the newest in full ("latest wins": a slow proxy skips
+//     versions instead of queueing them)
 package control
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,17 +27,7 @@ import (
 	"swimlane.dev/swimlane/internal/config"
 	"swimlane.dev/swimlane/internal/controlapi"
 	"swimlane.dev/swimlane/internal/registry"
-	"swimlane.dev/swimlane/internal/snapshot"
 )
-
-// Published is one snapshot as proxies receive it.
-type Published struct {
-	Version uint64
-	// RegistryVersion is the registry version the snapshot was compiled from.
-	RegistryVersion uint64
-	Body            []byte // JSON encoding of Snapshot
-	Snapshot        *snapshot.Snapshot
-}
 
 // Server is the control plane. The zero value is not usable; call New.
 type Server struct {
@@ -43,11 +36,17 @@ type Server struct {
 	reg *registry.Registry
 	log *slog.Logger
 
-	mu        sync.Mutex
-	cfg       *config.Set // last good config; never nil after New
-	current   *Published  // never nil after the first publish
-	changed   chan struct{}
-	version   uint64
+	mu      sync.Mutex
+	cfg     *config.Set // last good config; never nil after New
+	current *Published  // never nil after the first publish
+	changed chan struct{}
+	version uint64
+	// recent holds the latest deltas in version order, the last one turning the version
+	// before current into current; empty when current was published in full.
+	recent []*controlapi.Snapshot
+	// workloads are the registry's workloads current was built from, to tell an endpoint
+	// change from one that needs a compile.
+	workloads []registry.Workload
 	lastError error // the last rejected config's error, nil once a config is accepted
 	// nextExpiry is when the next declared lane expires; Run recompiles then.
 	nextExpiry time.Time
@@ -56,6 +55,8 @@ type Server struct {
 	// kick wakes Run when nextExpiry changes.
 	kick chan struct{}
 	now  func() time.Time
+	// sent, if set (by tests), sees every message a watcher was sent.
+	sent func(node string, msg *controlapi.Snapshot)
 }
 
 // New returns a control plane over reg with an empty config, and publishes its first
@@ -87,7 +88,7 @@ func (s *Server) SetConfig(set *config.Set) error {
 	s.lastError = nil
 	s.setNextExpiry(res.NextExpiry)
 	s.compiledRegistry = regVersion
-	return s.publish(res.Snapshot)
+	return s.publishCompiled(res.Snapshot, ws)
 }
 
 // setNextExpiry must be called with s.mu held.
@@ -155,6 +156,13 @@ func (s *Server) recompile() {
 	defer s.mu.Unlock()
 	ws, v, _ := s.reg.List()
 	s.compiledRegistry = v // even on failure: retrying the same input cannot succeed
+	lanesExpired := !s.nextExpiry.IsZero() && !s.now().Before(s.nextExpiry)
+	if changes, ok := s.endpointChanges(ws); ok && !lanesExpired {
+		if err := s.publishEndpoints(changes, ws); err != nil {
+			s.log.Error("control: publish", "err", err)
+		}
+		return
+	}
 	res, err := compile.Compile(s.cfg, ws, s.now())
 	if err != nil {
 		// The config compiled before; a registry change alone should not break it.
@@ -162,27 +170,9 @@ func (s *Server) recompile() {
 		return
 	}
 	s.setNextExpiry(res.NextExpiry)
-	if err := s.publish(res.Snapshot); err != nil {
+	if err := s.publishCompiled(res.Snapshot, ws); err != nil {
 		s.log.Error("control: publish", "err", err)
 	}
-}
-
-// publish must be called with s.mu held.
-func (s *Server) publish(snap *snapshot.Snapshot) error {
-	s.version++
-	snap.Version = s.version
-	body, err := json.Marshal(snap)
-	if err != nil {
-		return fmt.Errorf("control: encode snapshot: %w", err)
-	}
-	if err := snap.Prepare(); err != nil {
-		return err
-	}
-	s.current = &Published{Version: s.version, RegistryVersion: s.compiledRegistry, Body: body, Snapshot: snap}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.log.Debug("control: published snapshot", "version", s.version, "services", len(snap.Services))
-	return nil
 }
 
 // Current returns the newest snapshot and a channel closed when a newer one is published.
@@ -192,22 +182,34 @@ func (s *Server) Current() (*Published, <-chan struct{}) {
 	return s.current, s.changed
 }
 
-// Watch implements the streaming API: the current snapshot, then each newer one.
+// Watch implements the streaming API: the current snapshot in full, then each newer version,
+// as deltas when the proxy accepts them and is recent enough, else in full.
 func (s *Server) Watch(req *controlapi.WatchRequest, stream grpc.ServerStreamingServer[controlapi.Snapshot]) error {
-	s.log.Info("control: proxy connected", "node", req.GetNode(), "has_version", req.GetVersion())
-	defer s.log.Info("control: proxy disconnected", "node", req.GetNode())
-	// A new stream always starts with the current snapshot, whatever version the proxy holds:
-	// versions are per control-plane process, and a restarted one counts from 1 again.
+	node := req.GetNode()
+	s.log.Info("control: proxy connected", "node", node, "has_version", req.GetVersion(), "deltas", req.GetAcceptDeltas())
+	defer s.log.Info("control: proxy disconnected", "node", node)
+	// A new stream always starts with the current snapshot in full, whatever version the
+	// proxy holds: versions are per control-plane process, and a restarted one counts from 1
+	// again.
 	var sent uint64
-	first := true
 	for {
-		cur, changed := s.Current()
-		if first || cur.Version != sent {
-			first = false
-			if err := stream.Send(&controlapi.Snapshot{Version: cur.Version, Body: cur.Body}); err != nil {
+		msgs, full, changed := s.updates(sent, req.GetAcceptDeltas())
+		if full != nil {
+			msg, err := full.fullMessage()
+			if err != nil {
+				s.log.Error("control: cannot send snapshot", "node", node, "err", err)
 				return err
 			}
-			sent = cur.Version
+			msgs = append(msgs, msg)
+		}
+		for _, msg := range msgs {
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			sent = msg.GetVersion()
+			if s.sent != nil {
+				s.sent(node, msg)
+			}
 		}
 		select {
 		case <-stream.Context().Done():

@@ -144,7 +144,11 @@ func TestWatchLatestWins(t *testing.T) {
 	if received >= 50 {
 		t.Errorf("received %d snapshots for 50 changes; a slow proxy should skip to the newest", received)
 	}
-	snap, err := snapshot.Decode(mustLast(t, s).Body)
+	body, err := mustLast(t, s).Body()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := snapshot.Decode(body)
 	if err != nil || snap.Service("svc").Endpoints[0].Address != "127.0.0.1:9" {
 		t.Errorf("newest snapshot does not hold the last change: %v", err)
 	}

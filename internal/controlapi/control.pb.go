@@ -30,8 +30,11 @@ type WatchRequest struct {
 	// node names the proxy (for logs and status), e.g. "sidecar~goods-main".
 	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	// version is the snapshot version the proxy already has (0 for none), for logs: the
-	// control plane always answers a new stream with its current snapshot.
-	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// control plane always answers a new stream with its current snapshot in full.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// accept_deltas says the proxy applies Delta messages. Clients that do not set it (older
+	// proxies, the CLI) get every version in full.
+	AcceptDeltas  bool `protobuf:"varint,3,opt,name=accept_deltas,json=acceptDeltas,proto3" json:"accept_deltas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -80,13 +83,22 @@ func (x *WatchRequest) GetVersion() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetAcceptDeltas() bool {
+	if x != nil {
+		return x.AcceptDeltas
+	}
+	return false
+}
+
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version increases with every compiled change.
 	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// body is the JSON encoding of snapshot.Snapshot. JSON rather than a proto schema keeps the
-	// snapshot types plain Go structs shared by compiler and proxy, with one definition.
-	Body          []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Snapshot_Body
+	//	*Snapshot_Delta
+	Kind          isSnapshot_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,9 +140,113 @@ func (x *Snapshot) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetKind() isSnapshot_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
 func (x *Snapshot) GetBody() []byte {
 	if x != nil {
-		return x.Body
+		if x, ok := x.Kind.(*Snapshot_Body); ok {
+			return x.Body
+		}
+	}
+	return nil
+}
+
+func (x *Snapshot) GetDelta() *Delta {
+	if x != nil {
+		if x, ok := x.Kind.(*Snapshot_Delta); ok {
+			return x.Delta
+		}
+	}
+	return nil
+}
+
+type isSnapshot_Kind interface {
+	isSnapshot_Kind()
+}
+
+type Snapshot_Body struct {
+	// body is the JSON encoding of snapshot.Snapshot: the whole mesh. JSON rather than a proto
+	// schema keeps the snapshot types plain Go structs shared by compiler and proxy, with one
+	// definition.
+	Body []byte `protobuf:"bytes,2,opt,name=body,proto3,oneof"`
+}
+
+type Snapshot_Delta struct {
+	// delta turns snapshot base_version into this version.
+	Delta *Delta `protobuf:"bytes,3,opt,name=delta,proto3,oneof"`
+}
+
+func (*Snapshot_Body) isSnapshot_Kind() {}
+
+func (*Snapshot_Delta) isSnapshot_Kind() {}
+
+// Delta changes services only; any other change (mesh settings, gateways, lanes, lane
+// entries) is sent as a full body.
+type Delta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// base_version is the version the delta applies to. A proxy holding any other version
+	// must not apply it: it reconnects, and a new stream starts with a full snapshot.
+	BaseVersion uint64 `protobuf:"varint,1,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// services holds each added or changed service, one JSON-encoded snapshot.Service each.
+	Services [][]byte `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	// removed names the services that are gone.
+	Removed       []string `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delta) Reset() {
+	*x = Delta{}
+	mi := &file_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delta) ProtoMessage() {}
+
+func (x *Delta) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delta.ProtoReflect.Descriptor instead.
+func (*Delta) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Delta) GetBaseVersion() uint64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
+func (x *Delta) GetServices() [][]byte {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *Delta) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
 	}
 	return nil
 }
@@ -139,13 +255,20 @@ var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\x13swimlane.control.v1\"<\n" +
+	"\rcontrol.proto\x12\x13swimlane.control.v1\"a\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"8\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12#\n" +
+	"\raccept_deltas\x18\x03 \x01(\bR\facceptDeltas\"v\n" +
 	"\bSnapshot\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body2^\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
+	"\x04body\x18\x02 \x01(\fH\x00R\x04body\x122\n" +
+	"\x05delta\x18\x03 \x01(\v2\x1a.swimlane.control.v1.DeltaH\x00R\x05deltaB\x06\n" +
+	"\x04kind\"`\n" +
+	"\x05Delta\x12!\n" +
+	"\fbase_version\x18\x01 \x01(\x04R\vbaseVersion\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\fR\bservices\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved2^\n" +
 	"\x0fSnapshotService\x12K\n" +
 	"\x05Watch\x12!.swimlane.control.v1.WatchRequest\x1a\x1d.swimlane.control.v1.Snapshot0\x01B+Z)swimlane.dev/swimlane/internal/controlapib\x06proto3"
 
@@ -161,19 +284,21 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_control_proto_goTypes = []any{
 	(*WatchRequest)(nil), // 0: swimlane.control.v1.WatchRequest
 	(*Snapshot)(nil),     // 1: swimlane.control.v1.Snapshot
+	(*Delta)(nil),        // 2: swimlane.control.v1.Delta
 }
 var file_control_proto_depIdxs = []int32{
-	0, // 0: swimlane.control.v1.SnapshotService.Watch:input_type -> swimlane.control.v1.WatchRequest
-	1, // 1: swimlane.control.v1.SnapshotService.Watch:output_type -> swimlane.control.v1.Snapshot
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: swimlane.control.v1.Snapshot.delta:type_name -> swimlane.control.v1.Delta
+	0, // 1: swimlane.control.v1.SnapshotService.Watch:input_type -> swimlane.control.v1.WatchRequest
+	1, // 2: swimlane.control.v1.SnapshotService.Watch:output_type -> swimlane.control.v1.Snapshot
+	2, // [2:3] is the sub-list for method output_type
+	1, // [1:2] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -181,13 +306,17 @@ func file_control_proto_init() {
 	if File_control_proto != nil {
 		return
 	}
+	file_control_proto_msgTypes[1].OneofWrappers = []any{
+		(*Snapshot_Body)(nil),
+		(*Snapshot_Delta)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

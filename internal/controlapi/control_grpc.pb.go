@@ -30,7 +30,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type SnapshotServiceClient interface {
-	// Watch streams snapshots to one proxy, starting with the current one.
+	// Watch streams snapshots to one proxy, starting with the current one in full. After that,
+	// a proxy that accepts deltas gets only what changed, as long as it can be told as a delta.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Snapshot], error)
 }
 
@@ -65,7 +66,8 @@ type SnapshotService_WatchClient = grpc.ServerStreamingClient[Snapshot]
 // All implementations must embed UnimplementedSnapshotServiceServer
 // for forward compatibility.
 type SnapshotServiceServer interface {
-	// Watch streams snapshots to one proxy, starting with the current one.
+	// Watch streams snapshots to one proxy, starting with the current one in full. After that,
+	// a proxy that accepts deltas gets only what changed, as long as it can be told as a delta.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[Snapshot]) error
 	mustEmbedUnimplementedSnapshotServiceServer()
 }

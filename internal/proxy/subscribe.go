@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,6 +18,11 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// maxSnapshotBytes bounds one message from the control plane. gRPC's default, 4 MiB, is a
+// full snapshot of about 3,000 services (10,000 encode to 12 MB); a proxy that cannot receive
+// the full snapshot never gets any.
+const maxSnapshotBytes = 256 << 20
+
 // Subscribe keeps the proxy's snapshot current from the control plane at addr until ctx
 // ends. While the control plane is away the last good snapshot keeps serving, and Subscribe
 // reconnects with exponential backoff. onUpdate, if not nil, is called after each swap.
@@ -24,6 +30,7 @@ func (p *Proxy) Subscribe(ctx context.Context, addr string, onUpdate func(versio
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithNoProxy(), // the proxy's own env may carry the app's proxy settings
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSnapshotBytes)),
 	)
 	if err != nil {
 		return err
@@ -51,7 +58,7 @@ func (p *Proxy) Subscribe(ctx context.Context, addr string, onUpdate func(versio
 
 // watch runs one stream; received reports whether any snapshot arrived on it.
 func (p *Proxy) watch(ctx context.Context, client controlapi.SnapshotServiceClient, onUpdate func(uint64)) (received bool, err error) {
-	stream, err := client.Watch(ctx, &controlapi.WatchRequest{Node: p.Node, Version: p.Snapshot().Version}, grpc.WaitForReady(false))
+	stream, err := client.Watch(ctx, &controlapi.WatchRequest{Node: p.Node, Version: p.Snapshot().Version, AcceptDeltas: true}, grpc.WaitForReady(false))
 	if err != nil {
 		return false, err
 	}
@@ -61,14 +68,22 @@ func (p *Proxy) watch(ctx context.Context, client controlapi.SnapshotServiceClie
 			return received, err
 		}
 		received = true
-		snap, err := snapshot.Decode(msg.GetBody())
-		if err != nil {
+		var snap *snapshot.Snapshot
+		if d := msg.GetDelta(); d != nil {
+			snap, err = p.Snapshot().Apply(snapshot.Delta{BaseVersion: d.GetBaseVersion(), Version: msg.GetVersion(), Services: d.GetServices(), Removed: d.GetRemoved()})
+			if err != nil {
+				// Running on a snapshot that is not the control plane's would route wrongly
+				// without telling anyone: resync instead, since a new stream starts in full.
+				p.log.Error("snapshot delta from control plane does not apply; resyncing", "version", msg.GetVersion(), "err", err)
+				return received, fmt.Errorf("resync: %w", err)
+			}
+		} else if snap, err = snapshot.Decode(msg.GetBody()); err != nil {
 			// A snapshot the proxy cannot use is skipped; the one in force stays.
 			p.log.Error("bad snapshot from control plane; keeping the last one", "version", msg.GetVersion(), "err", err)
 			continue
 		}
 		p.SetSnapshot(snap)
-		p.log.Debug("snapshot applied", "version", snap.Version)
+		p.log.Debug("snapshot applied", "version", snap.Version, "delta", msg.GetDelta() != nil)
 		if onUpdate != nil {
 			onUpdate(snap.Version)
 		}

@@ -1,0 +1,229 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"swimlane.dev/swimlane/internal/controlapi"
+	"swimlane.dev/swimlane/internal/registry"
+	"swimlane.dev/swimlane/internal/snapshot"
+)
+
+// recentDeltas is how many versions back a watcher may be and still catch up with deltas;
+// further behind, it gets the current snapshot in full.
+const recentDeltas = 16
+
+// Published is one snapshot as proxies receive it.
+type Published struct {
+	Version uint64
+	// RegistryVersion is the registry version the snapshot was compiled from.
+	RegistryVersion uint64
+	// Snapshot is prepared. It shares unchanged services with earlier versions, so nothing
+	// may modify it.
+	Snapshot *snapshot.Snapshot
+
+	// services holds each service's JSON encoding by name: the next version's services are
+	// compared with them, and the full body is assembled from them.
+	services map[string][]byte
+	// shell encodes everything but the version and the services; when it changes, the next
+	// version cannot be told as a delta.
+	shell []byte
+
+	fullOnce sync.Once
+	full     *controlapi.Snapshot
+	fullErr  error
+}
+
+// Body returns the JSON encoding of Snapshot (what snapshot.Decode reads). It is assembled
+// on first use, since at 10,000 services that costs real time and most versions reach every
+// proxy as a delta.
+func (p *Published) Body() ([]byte, error) {
+	msg, err := p.fullMessage()
+	return msg.GetBody(), err
+}
+
+func (p *Published) fullMessage() (*controlapi.Snapshot, error) {
+	p.fullOnce.Do(func() {
+		services := make([]json.RawMessage, len(p.Snapshot.Services))
+		for i, svc := range p.Snapshot.Services {
+			services[i] = p.services[svc.Name]
+		}
+		// The outer Services field hides the embedded snapshot's: the already encoded services
+		// go in as they are.
+		body, err := json.Marshal(struct {
+			*snapshot.Snapshot
+			Services []json.RawMessage `json:"services"`
+		}{p.Snapshot, services})
+		if err != nil {
+			p.fullErr = fmt.Errorf("control: encode snapshot %d: %w", p.Version, err)
+			return
+		}
+		p.full = &controlapi.Snapshot{Version: p.Version, Kind: &controlapi.Snapshot_Body{Body: body}}
+	})
+	return p.full, p.fullErr
+}
+
+// encodeShell encodes snap without its version and services.
+func encodeShell(snap *snapshot.Snapshot) ([]byte, error) {
+	shell := *snap
+	shell.Version, shell.Services = 0, nil
+	b, err := json.Marshal(&shell)
+	if err != nil {
+		return nil, fmt.Errorf("control: encode snapshot: %w", err)
+	}
+	return b, nil
+}
+
+func encodeService(svc *snapshot.Service) ([]byte, error) {
+	b, err := json.Marshal(svc)
+	if err != nil {
+		return nil, fmt.Errorf("control: encode service %s: %w", svc.Name, err)
+	}
+	return b, nil
+}
+
+// publishCompiled publishes a freshly compiled snapshot built from workloads, as a delta of
+// the services that changed when nothing else did. It must be called with s.mu held.
+func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.Workload) error {
+	snap.Version = s.version + 1
+	// Encoded after Prepare, which normalises a few fields (header name case, default retry
+	// backoff): every version's encodings must compare equal when the config did not change.
+	if err := snap.Prepare(); err != nil {
+		return err
+	}
+	shell, err := encodeShell(snap)
+	if err != nil {
+		return err
+	}
+	pub := &Published{Version: snap.Version, RegistryVersion: s.compiledRegistry, Snapshot: snap, shell: shell,
+		services: make(map[string][]byte, len(snap.Services))}
+	prev := s.current
+	asDelta := prev != nil && bytes.Equal(prev.shell, shell)
+	var delta *controlapi.Delta
+	if asDelta {
+		delta = &controlapi.Delta{BaseVersion: prev.Version}
+	}
+	for _, svc := range snap.Services {
+		body, err := encodeService(svc)
+		if err != nil {
+			return err
+		}
+		pub.services[svc.Name] = body
+		if asDelta && !bytes.Equal(prev.services[svc.Name], body) {
+			delta.Services = append(delta.Services, body)
+		}
+	}
+	if asDelta {
+		for _, svc := range prev.Snapshot.Services {
+			if _, ok := pub.services[svc.Name]; !ok {
+				delta.Removed = append(delta.Removed, svc.Name)
+			}
+		}
+	}
+	s.commit(pub, delta, workloads)
+	return nil
+}
+
+// publishEndpoints publishes the current snapshot with changes applied to its endpoints,
+// without compiling: only the services holding those endpoints are copied, indexed and
+// encoded. It must be called with s.mu held.
+func (s *Server) publishEndpoints(changes []snapshot.EndpointChange, workloads []registry.Workload) error {
+	prev := s.current
+	snap, copied, err := prev.Snapshot.ReplaceEndpoints(s.version+1, changes)
+	if err != nil {
+		return err
+	}
+	pub := &Published{Version: snap.Version, RegistryVersion: s.compiledRegistry, Snapshot: snap, shell: prev.shell,
+		services: maps.Clone(prev.services)}
+	delta := &controlapi.Delta{BaseVersion: prev.Version}
+	for _, svc := range copied {
+		body, err := encodeService(svc)
+		if err != nil {
+			return err
+		}
+		pub.services[svc.Name] = body
+		delta.Services = append(delta.Services, body)
+	}
+	s.commit(pub, delta, workloads)
+	return nil
+}
+
+// commit makes pub current and wakes every watcher; delta, if not nil, turns the previous
+// version into pub. It must be called with s.mu held.
+func (s *Server) commit(pub *Published, delta *controlapi.Delta, workloads []registry.Workload) {
+	s.version = pub.Version
+	s.current = pub
+	s.workloads = workloads
+	if delta == nil {
+		s.recent = nil // a watcher behind this version needs it in full
+	} else {
+		s.recent = append(s.recent, &controlapi.Snapshot{Version: pub.Version, Kind: &controlapi.Snapshot_Delta{Delta: delta}})
+		if len(s.recent) > recentDeltas {
+			s.recent = slices.Delete(s.recent, 0, 1)
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.log.Debug("control: published snapshot", "version", pub.Version, "services", len(pub.Snapshot.Services),
+		"delta", delta != nil, "changed", len(delta.GetServices()), "removed", len(delta.GetRemoved()))
+}
+
+// updates returns what a watcher holding version has needs to reach the current version:
+// nothing, the deltas from has on (when it accepts deltas and has is recent enough), or the
+// current snapshot in full; and a channel closed when a newer version is published. has is 0
+// for a watcher that holds nothing yet.
+func (s *Server) updates(has uint64, deltas bool) (msgs []*controlapi.Snapshot, full *Published, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case has == s.current.Version:
+		return nil, nil, s.changed
+	case deltas && has != 0:
+		for i, d := range s.recent {
+			if d.GetDelta().GetBaseVersion() == has {
+				// Cloned: commit shifts s.recent in place.
+				return slices.Clone(s.recent[i:]), nil, s.changed
+			}
+		}
+	}
+	return nil, s.current, s.changed
+}
+
+// endpointChanges tells whether the registry's workloads ws differ from those the current
+// snapshot was built from only in existing workloads' addresses and health (same names,
+// protocols and labels), and if so returns those changes. Only the workloads the registry
+// says changed are compared. It must be called with s.mu held.
+func (s *Server) endpointChanges(ws []registry.Workload) ([]snapshot.EndpointChange, bool) {
+	names, ok := s.reg.ChangedSince(s.current.RegistryVersion)
+	if !ok {
+		return nil, false
+	}
+	var changes []snapshot.EndpointChange
+	for _, name := range names {
+		was, wasListed := find(s.workloads, name)
+		now, listed := find(ws, name)
+		switch {
+		case !wasListed && !listed:
+			// added and removed again
+		case wasListed != listed, was.Protocol != now.Protocol, !maps.Equal(was.Labels, now.Labels):
+			return nil, false
+		case was.Address != now.Address, was.Health != now.Health:
+			changes = append(changes, snapshot.EndpointChange{From: was.Endpoint(), To: now.Endpoint()})
+		}
+	}
+	return changes, true
+}
+
+// find returns the workload named name in ws, sorted by name.
+func find(ws []registry.Workload, name string) (*registry.Workload, bool) {
+	i, ok := slices.BinarySearchFunc(ws, name, func(w registry.Workload, name string) int { return strings.Compare(w.Name, name) })
+	if !ok {
+		return nil, false
+	}
+	return &ws[i], true
+}

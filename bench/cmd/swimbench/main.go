@@ -5,6 +5,8 @@
 //
 //	swimbench [-smoke] [-runs N] [-duration D] [-targets a,b] [-protocols http1,h2c,grpc,tcp]
 //	swimbench upstream -listen ADDR      (the 1 KiB upstream; started by the harness)
+//	swimbench tcpload -addr ADDR [-connect SVC:PORT] [-c N] [-qps Q] [-t D]
+//	                                      (the TCP load generator; started by the harness)
 package main
 
 import (
@@ -64,9 +66,15 @@ type bench struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "upstream" {
-		runUpstream(os.Args[2:])
-		return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "upstream":
+			runUpstream(os.Args[2:])
+			return
+		case "tcpload":
+			runTCPLoad(os.Args[2:])
+			return
+		}
 	}
 	flag.Parse()
 	sig := make(chan os.Signal, 1)

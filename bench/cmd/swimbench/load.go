@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,7 +17,7 @@ import (
 // result is one load run.
 type result struct {
 	qps           float64 // achieved requests (or messages) per second
-	p50, p90, p99 float64 // milliseconds (fortio runs only)
+	p50, p90, p99 float64 // milliseconds (fortio and tcpload runs only)
 	ok, errs      int64
 	seconds       float64 // wall time of the run
 	cpu           float64 // CPU seconds used by the measured proxy processes during the run
@@ -26,13 +27,21 @@ type result struct {
 // runLoad runs the load generator against in: at qps requests per second (0 = as fast as
 // possible) over conns connections for d. Fixed-rate runs use fortio (latency histograms);
 // maximum-rate runs use wrk (HTTP/1.1) or h2load (h2c), both C and lighter than fortio, and
-// fortio for gRPC and TCP.
+// fortio for gRPC. TCP runs, fixed and maximum rate, use `swimbench tcpload` for every
+// target: fortio cannot open the CONNECT tunnel of the two-hop path.
 func (b *bench) runLoad(in *instance, qps float64, conns int, d time.Duration) (*result, error) {
 	var argv []string
 	tool := "fortio"
 	jsonOut := filepath.Join(b.dir, fmt.Sprintf("fortio-%d.json", time.Now().UnixNano()))
 	headers := []string{"x-swimlane: " + laneName}
 	switch {
+	case in.proto == "tcp":
+		tool = "tcpload"
+		argv = []string{b.bin("swimbench"), "tcpload", "-addr", in.addr, "-c", strconv.Itoa(conns),
+			"-qps", strconv.FormatFloat(qps, 'f', -1, 64), "-t", d.String(), "-size", strconv.Itoa(payloadSize)}
+		if in.connectTo != "" {
+			argv = append(argv, "-connect", in.connectTo)
+		}
 	case qps == 0 && in.proto == "http1" && b.tools["wrk"] != "":
 		tool = "wrk"
 		argv = []string{b.tools["wrk"], "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "5s"}
@@ -66,14 +75,9 @@ func (b *bench) runLoad(in *instance, qps float64, conns int, d time.Duration) (
 			if in.grpcTo != "" {
 				target = in.grpcTo
 			}
-		case "tcp":
-			argv = append(argv, "-payload-size", strconv.Itoa(payloadSize))
-			target = "tcp://" + in.addr
 		}
-		if in.proto == "http1" || in.proto == "h2c" || in.proto == "grpc" {
-			for _, h := range headers {
-				argv = append(argv, "-H", h)
-			}
+		for _, h := range headers {
+			argv = append(argv, "-H", h)
 		}
 		if in.host != "" {
 			argv = append(argv, "-H", "Host: "+in.host)
@@ -86,11 +90,14 @@ func (b *bench) runLoad(in *instance, qps float64, conns int, d time.Duration) (
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), in.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cpu0 := in.cpuSeconds()
 	t0 := time.Now()
-	out, err := cmd.CombinedOutput()
+	err := cmd.Run()
 	r := &result{seconds: time.Since(t0).Seconds(), tool: tool}
 	r.cpu = in.cpuSeconds() - cpu0
+	out := append(stdout.Bytes(), stderr.Bytes()...)
 	if err != nil && tool != "fortio" { // fortio exits non-zero on errors, parsed below
 		return nil, fmt.Errorf("%s: %v: %s", tool, err, tail(out))
 	}
@@ -99,6 +106,8 @@ func (b *bench) runLoad(in *instance, qps float64, conns int, d time.Duration) (
 		return r, parseWrk(r, string(out), d)
 	case "h2load":
 		return r, parseH2load(r, string(out))
+	case "tcpload":
+		return r, parseTCPLoad(r, stdout.Bytes(), stderr.Bytes())
 	}
 	defer os.Remove(jsonOut)
 	if perr := parseFortio(r, jsonOut); perr != nil {
@@ -160,6 +169,20 @@ func parseFortio(r *result, path string) error {
 		case 99:
 			r.p99 = ms
 		}
+	}
+	return nil
+}
+
+// parseTCPLoad reads tcpload's JSON line; its stderr says why messages failed.
+func parseTCPLoad(r *result, stdout, stderr []byte) error {
+	var v tcpLoadResult
+	if err := json.Unmarshal(stdout, &v); err != nil {
+		return fmt.Errorf("tcpload: %v: %s", err, tail(append(stdout, stderr...)))
+	}
+	r.ok, r.errs, r.qps, r.seconds = v.Count, v.Errors, v.QPS, v.Seconds
+	r.p50, r.p90, r.p99 = v.P50Ms, v.P90Ms, v.P99Ms
+	if r.ok == 0 {
+		return fmt.Errorf("tcpload: no message echoed: %s", tail(stderr))
 	}
 	return nil
 }

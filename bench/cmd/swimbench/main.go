@@ -255,7 +255,7 @@ func (b *bench) findTools() {
 func (b *bench) startShared() error {
 	b.upHTTP, b.upGRPC, b.upTCP = freeAddr(), freeAddr(), freeAddr()
 	b.control, b.adminOut, b.adminIn = freeAddr(), freeAddr(), freeAddr()
-	b.inbound2hop = map[string]string{"http1": freeAddr(), "h2c": freeAddr(), "grpc": freeAddr()}
+	b.inbound2hop = map[string]string{"http1": freeAddr(), "h2c": freeAddr(), "grpc": freeAddr(), "tcp": freeAddr()}
 	p, err := start(b.dir, "upstream", cpuLoad, nil, b.bin("swimbench"), "upstream", "-listen", b.upHTTP)
 	if err != nil {
 		return err
@@ -295,24 +295,31 @@ func (b *bench) startShared() error {
 
 // meshFile is the Mesh file of the control plane: per protocol a one-hop service (its
 // endpoint is the upstream) and a two-hop service (its endpoint is the inbound sidecar in
-// front of the upstream), every endpoint in lane "bench"; plus large services of 3 lanes
-// each on dead ports when large > 0.
+// front of the upstream), every endpoint in lane "bench" but TCP's; plus large services of 3
+// lanes each on dead ports when large > 0.
 func (b *bench) meshFile(large int) string {
 	var s strings.Builder
 	s.WriteString("apiVersion: swimlane.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: bench\nspec:\n  services:\n")
-	for _, proto := range []string{"http1", "h2c", "grpc"} {
-		for _, name := range []string{svc1hop[proto], svc2hop[proto]} {
-			fmt.Fprintf(&s, "  - {name: %s, port: %d, selector: {app: %s}}\n", name, grpcServicePort, name)
-		}
+	for _, name := range benchServices() {
+		fmt.Fprintf(&s, "  - {name: %s, port: %d, selector: {app: %s}}\n", name, servicePort, name)
 	}
 	for i := 0; i < large; i++ {
 		fmt.Fprintf(&s, "  - {name: svc-%04d, port: 8080, selector: {app: svc-%04d}}\n", i, i)
 	}
 	s.WriteString("  workloads:\n")
-	for _, proto := range []string{"http1", "h2c", "grpc"} {
-		up := b.upstreamAddr(proto)
-		fmt.Fprintf(&s, "  - {name: %s, labels: {app: %s, swimlane: %s}, protocol: %s, address: %q}\n", svc1hop[proto], svc1hop[proto], laneName, svcProto[proto], up)
-		fmt.Fprintf(&s, "  - {name: %s, labels: {app: %s, swimlane: %s}, protocol: %s, address: %q}\n", svc2hop[proto], svc2hop[proto], laneName, svcProto[proto], b.inbound2hop[proto])
+	workload := func(name, lane, proto, addr string) {
+		fmt.Fprintf(&s, "  - {name: %s, labels: {app: %s, swimlane: %s}, protocol: %s, address: %q}\n", name, name, lane, svcProto[proto], addr)
+	}
+	for _, proto := range allProtocols {
+		if name, ok := svc1hop[proto]; ok {
+			workload(name, laneName, proto, b.upstreamAddr(proto))
+		}
+		lane := laneName
+		if proto == "tcp" {
+			// Raw TCP carries no lane: the outbound sidecar picks the baseline's endpoint.
+			lane = baselineLane
+		}
+		workload(svc2hop[proto], lane, proto, b.inbound2hop[proto])
 	}
 	for i := 0; i < large; i++ {
 		for j, l := range []string{"main", "feat-a", "feat-b"} {

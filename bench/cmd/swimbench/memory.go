@@ -38,7 +38,7 @@ func (b *bench) memoryRun(run int) {
 		for _, cfg := range []struct {
 			suffix, control string
 			services        int
-		}{{"", b.control, 6}, {"_large", largeCtl, 6 + *largeN}} {
+		}{{"", b.control, len(benchServices())}, {"_large", largeCtl, len(benchServices()) + *largeN}} {
 			idle, load, apply, err := b.sidecarMemory(cfg.control, v.env, cfg.services)
 			if err != nil {
 				b.memFail(v.name+cfg.suffix, err)

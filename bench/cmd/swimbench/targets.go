@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,26 +24,47 @@ var allProtocols = []string{"http1", "h2c", "grpc", "tcp"}
 // labelled with: lane routing is on at every Swimlane hop.
 const laneName = "bench"
 
+// baselineLane is the Mesh's baseline (Swimlane's default): the lane of raw TCP, which has no
+// header to carry one.
+const baselineLane = "main"
+
 // Swimlane service names, by protocol: one hop (outbound sidecar -> upstream) and two hops
-// (outbound sidecar -> inbound sidecar -> upstream).
+// (outbound sidecar -> inbound sidecar -> upstream). TCP has no one-hop service: its one hop
+// is the inbound sidecar alone.
 var svc1hop = map[string]string{"http1": "bench-http", "h2c": "bench-h2c", "grpc": "bench-grpc"}
-var svc2hop = map[string]string{"http1": "bench-http-lane", "h2c": "bench-h2c-lane", "grpc": "bench-grpc-lane"}
+var svc2hop = map[string]string{"http1": "bench-http-lane", "h2c": "bench-h2c-lane", "grpc": "bench-grpc-lane", "tcp": "bench-tcp"}
 var svcProto = map[string]string{"http1": "http", "h2c": "http2", "grpc": "grpc", "tcp": "tcp"}
 
-// grpcServicePort is the port in the gRPC target name (goods-service:50051 style).
-const grpcServicePort = 50051
+// benchServices are the services of the bench's own Mesh file, in file order.
+func benchServices() []string {
+	var names []string
+	for _, proto := range allProtocols {
+		if name, ok := svc1hop[proto]; ok {
+			names = append(names, name)
+		}
+		names = append(names, svc2hop[proto])
+	}
+	return names
+}
+
+// servicePort is every bench service's port, as apps name it in a gRPC target
+// (goods-service:50051 style) or a CONNECT tunnel.
+const servicePort = 50051
 
 // instance is one running target for one protocol.
 type instance struct {
-	target  string
-	proto   string
-	addr    string   // where the load generator connects
-	host    string   // Host / :authority header ("" for none)
-	env     []string // load generator environment (HTTPS_PROXY for gRPC through a sidecar)
-	grpcTo  string   // gRPC target name when not addr
-	measure []*proc  // the proxy processes whose CPU and memory are reported
-	all     []*proc  // everything started for this instance (stopped after it)
-	hops    int
+	target string
+	proto  string
+	addr   string   // where the load generator connects
+	host   string   // Host / :authority header ("" for none)
+	env    []string // load generator environment (HTTPS_PROXY for gRPC through a sidecar)
+	grpcTo string   // gRPC target name when not addr
+	// connectTo is the service:port a TCP client asks addr (an outbound sidecar) to tunnel
+	// to with CONNECT; "" to talk to addr itself.
+	connectTo string
+	measure   []*proc // the proxy processes whose CPU and memory are reported
+	all       []*proc // everything started for this instance (stopped after it)
+	hops      int
 }
 
 func (in *instance) stop() {
@@ -78,8 +100,6 @@ func (b *bench) supported(target, proto string) (bool, string) {
 		return false, "nginx cannot proxy h2c to an HTTP/2 upstream (only gRPC)"
 	case proto == "tcp" && (target == "goproxy" || target == "caddy"):
 		return false, "HTTP-only proxy"
-	case proto == "tcp" && target == "swimlane-2hop":
-		return false, "needs a CONNECT-speaking TCP client (not in fortio)"
 	case proto == "tcp" && target == "nginx" && !fileExists("/usr/lib/nginx/modules/ngx_stream_module.so"):
 		return false, "nginx stream module not installed"
 	}
@@ -157,8 +177,8 @@ func (b *bench) startTarget(target, proto string) (in *instance, err error) {
 				b.tools["caddy"], "run", "--config", cfg, "--adapter", "caddyfile")
 		}
 	case "swimlane-1hop", "swimlane-2hop":
-		if proto == "tcp" {
-			// Raw TCP has no host to route by on a plain listener: the hop is the inbound
+		if proto == "tcp" && target == "swimlane-1hop" {
+			// Raw TCP has no host to route by on a plain listener: the one hop is the inbound
 			// sidecar, as in front of every TCP app in the mesh.
 			p, err = run("swimlane-inbound", cpuProxy, b.goEnv(), b.bin("swimlane-proxy"), "--control", b.control,
 				"--inbound", addr, "--app", up, "--protocol", "tcp", "--admin", "", "--node", "bench-inbound-tcp")
@@ -192,11 +212,16 @@ func (b *bench) startTarget(target, proto string) (in *instance, err error) {
 		if err = waitPort(ob, addr, 10*time.Second); err == nil {
 			err = waitHealthy(ob, b.adminOut)
 		}
-		if proto == "grpc" {
+		switch proto {
+		case "grpc":
 			// grpc-go reaches its sidecar as apps do in the mesh: through HTTPS_PROXY, with a
 			// CONNECT tunnel to the unresolved service name.
 			in.env = []string{"HTTPS_PROXY=http://" + addr, "https_proxy=http://" + addr, "NO_PROXY=", "no_proxy="}
-			in.grpcTo = fmt.Sprintf("%s:%d", in.host, grpcServicePort)
+			in.grpcTo = fmt.Sprintf("%s:%d", in.host, servicePort)
+			in.host = ""
+		case "tcp":
+			// So do TCP apps: a CONNECT tunnel to service:port, then raw bytes.
+			in.connectTo = fmt.Sprintf("%s:%d", in.host, servicePort)
 			in.host = ""
 		}
 		if err != nil {
@@ -244,9 +269,13 @@ func waitHealthy(p *proc, admin string) error {
 	return fmt.Errorf("%s: no snapshot after 15s", p.name)
 }
 
-// waitServes sends requests through the instance until one succeeds (HTTP/1.1 only; the
-// other protocols are checked by their first load run, which must return no errors).
+// waitServes sends requests (TCP: echoed messages) through the instance until one succeeds
+// (HTTP/1.1 and TCP only; h2c and gRPC are checked by their first load run, which must
+// return no errors).
 func (b *bench) waitServes(in *instance) error {
+	if in.proto == "tcp" {
+		return waitEchoes(in)
+	}
 	if in.proto != "http1" {
 		return nil
 	}
@@ -273,6 +302,36 @@ func (b *bench) waitServes(in *instance) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: no 200 with %d bytes through %s: %s", in.target, payloadSize, in.addr, last)
+}
+
+// waitEchoes sends a message through the TCP instance until its echo comes back.
+func waitEchoes(in *instance) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := checkTCPEcho(in)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no %d-byte echo through %s: %w", in.target, payloadSize, in.addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkTCPEcho sends one message through in (its CONNECT tunnel if any) and expects its
+// echo: the TCP counterpart of waitServes' HTTP request.
+func checkTCPEcho(in *instance) error {
+	l := tcpLoad{addr: in.addr, connectTo: in.connectTo, size: payloadSize}
+	deadline := time.Now().Add(2 * time.Second)
+	c, err := l.dial(deadline)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	out := bytes.Repeat([]byte("x"), payloadSize)
+	return l.exchange(c, out, make([]byte, payloadSize))
 }
 
 func nginxConf(dir, proto, addr, up string) string {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -385,6 +386,42 @@ func (m *Mesh) laneLabel() string {
 }
 
 func freeListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// reserveAppPort finds a free port for an app to bind itself. The app binds it a moment after
+// it is found free, so it is picked below the kernel's ephemeral range: there, no outgoing
+// connection and no port-0 bind of another process can take it in that moment (an ephemeral
+// port, as port 0 gives, did get taken under load).
+func reserveAppPort() (int, error) {
+	lo, hi := 20000, ephemeralLow()-1
+	for try := 0; hi-lo > 1000 && try < 50; try++ {
+		port := lo + rand.IntN(hi-lo+1)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
+	l, err := freeListener() // no room below the ephemeral range: take the race
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's default when it
+// cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil {
+			return n
+		}
+	}
+	return 32768
+}
 
 // readinessPoll is how often a starting workload's port is probed.
 const readinessPoll = 20 * time.Millisecond

@@ -150,13 +150,11 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		return nil
 	}
 	laneName := spec.Labels[m.laneLabel()]
-	appLis, err := freeListener()
+	appPort, err := reserveAppPort()
 	if err != nil {
 		return err
 	}
-	appAddr := appLis.Addr().String()
-	appPort := appLis.Addr().(*net.TCPAddr).Port
-	appLis.Close() // the app binds it; the short window where another process could take it is accepted in local mode
+	appAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort))
 	inLis, err := freeListener()
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,24 @@ import (
 	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/snapshot"
 )
+
+// sidecarConcurrency is a sidecar's default GOMAXPROCS. Every pod runs a sidecar, so on a
+// 64-core node Go's default (every CPU) would give each one 64 threads' worth of scheduler,
+// heap and GC workers for a few hundred requests a second.
+const sidecarConcurrency = 2
+
+// Concurrency is the GOMAXPROCS a proxy runs with: the flag when given, else the environment's
+// GOMAXPROCS (envSet; Go applied it already, current), else sidecarConcurrency for a sidecar
+// (never more than current, which follows the CPU affinity and quota) and current for a gateway.
+func Concurrency(flagValue int, envSet, gateway bool, current int) int {
+	switch {
+	case flagValue > 0:
+		return flagValue
+	case envSet, gateway:
+		return current
+	}
+	return min(sidecarConcurrency, current)
+}
 
 // Run parses args and runs the proxy until ctx ends. name is the command as the user typed
 // it, for --help.
@@ -39,6 +58,7 @@ func Run(ctx context.Context, name string, args []string) error {
 	verbose := fs.Bool("v", false, "log every request and snapshot (debug level)")
 	adminAddr := fs.String("admin", "127.0.0.1:15000", "admin API: /metrics, /healthz, /proxies (empty to disable)")
 	accessLog := fs.Bool("access-log", false, "log one line per request: lane asked, lane served, fallback, endpoint, status")
+	concurrency := fs.Int("concurrency", 0, "threads running proxy code at once (GOMAXPROCS). Default: 2 for a sidecar, as Istio's sidecars, and every CPU for a gateway; a GOMAXPROCS environment variable is kept")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +85,8 @@ func Run(ctx context.Context, name string, args []string) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	runtime.GOMAXPROCS(Concurrency(*concurrency, os.Getenv("GOMAXPROCS") != "", *gateway != "", runtime.GOMAXPROCS(0)))
+	log.Info("proxy starting", "node", id, "concurrency", runtime.GOMAXPROCS(0))
 	p := proxy.New(id, log)
 	if *labels != "" {
 		p.Labels = map[string]string{}

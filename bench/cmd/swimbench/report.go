@@ -194,8 +194,12 @@ func (b *bench) writeProto(s *strings.Builder, proto string) {
 		fmt.Fprintf(s, "Nothing measured.\n\n")
 		return
 	}
-	maxTool := map[string]string{"http1": "wrk -t1 -c32", "h2c": "h2load -t1 -c32 -m1", "grpc": "fortio -qps 0 -c 32", "tcp": "fortio -qps 0 -c 32"}[proto]
-	fmt.Fprintf(s, "Latency at a fixed 1000 qps over 32 connections (fortio), ms; *added* is the target's minus direct's, per hop. CPU is the proxy processes' user+system time from /proc at that rate, in vCPU per 1000 rps. Max rps: %s; rps per core = max rps / proxy vCPU used at max. PSS from /proc/PID/smaps_rollup, MiB. Swimlane two hops: two sidecars, CPU and PSS summed.\n\n", maxTool)
+	maxTool := map[string]string{"http1": "wrk -t1 -c32", "h2c": "h2load -t1 -c32 -m1", "grpc": "fortio -qps 0 -c 32", "tcp": "swimbench tcpload -qps 0 -c 32"}[proto]
+	latTool := "fortio"
+	if proto == "tcp" {
+		latTool = "swimbench tcpload: 1 KiB sent, its full echo awaited; see the notes"
+	}
+	fmt.Fprintf(s, "Latency at a fixed 1000 qps over 32 connections (%s), ms; *added* is the target's minus direct's, per hop. CPU is the proxy processes' user+system time from /proc at that rate, in vCPU per 1000 rps. Max rps: %s; rps per core = max rps / proxy vCPU used at max. PSS from /proc/PID/smaps_rollup, MiB. Swimlane two hops: two sidecars, CPU and PSS summed.\n\n", latTool, maxTool)
 	s.WriteString("| target | p50 | p90 | p99 | added p50/hop | added p90/hop | added p99/hop | vCPU per 1000 rps | max rps | proxy vCPU at max | rps per core | PSS idle | PSS at 1000 rps | errors |\n")
 	s.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range ts {
@@ -276,7 +280,7 @@ func (b *bench) writeMemory(s *strings.Builder) {
 	if len(b.samples["memory"]) == 0 {
 		return
 	}
-	fmt.Fprintf(s, "## Sidecar memory (swimlane-proxy, outbound, unpinned)\n\nPSS in MiB, medians. Small config: the bench's 6 services. Large config: %d services x 3 lanes (%d endpoints) more, from a second control plane; *applied* is the time from the sidecar's start until its snapshot holds every service.\n\n", *largeN, *largeN*3)
+	fmt.Fprintf(s, "## Sidecar memory (swimlane-proxy, outbound, unpinned)\n\nPSS in MiB, medians. Small config: the bench's %d services. Large config: %d services x 3 lanes (%d endpoints) more, from a second control plane; *applied* is the time from the sidecar's start until its snapshot holds every service.\n\n", len(benchServices()), *largeN, *largeN*3)
 	s.WriteString("| sidecar | idle | at 1000 rps | large config idle | large config at 1000 rps | large config applied (s) | control plane PSS, large config |\n|---|---|---|---|---|---|---|\n")
 	for _, v := range memoryVariants {
 		if len(b.samples["memory"][v.name]) == 0 {
@@ -346,7 +350,10 @@ func (b *bench) writeNotes(s *strings.Builder) {
 	}
 	s.WriteString("## Notes\n\n")
 	s.WriteString("- Same upstream (a Go net/http server answering 1 KiB, HTTP/1.1 and h2c on one port; fortio's gRPC ping server and TCP echo for gRPC and TCP), same payload, same connection counts, keep-alive on everywhere (nginx and HAProxy keep upstream connections pooled; nginx and HAProxy run one worker/thread, Go proxies follow the CPU affinity).\n")
-	s.WriteString("- Every request carries `x-swimlane: bench` and every Swimlane endpoint is labelled with that lane, so lane routing runs on every Swimlane hop; Swimlane one hop is the outbound sidecar routing by Host, two hops add the inbound sidecar in front of the upstream (the real mesh path). gRPC reaches the outbound sidecar through HTTPS_PROXY (a CONNECT tunnel, as grpc-go apps in the mesh do). TCP one hop is the inbound sidecar.\n")
+	s.WriteString("- Every request carries `x-swimlane: bench` and every Swimlane endpoint is labelled with that lane, so lane routing runs on every Swimlane hop; Swimlane one hop is the outbound sidecar routing by Host, two hops add the inbound sidecar in front of the upstream (the real mesh path). gRPC reaches the outbound sidecar through HTTPS_PROXY (a CONNECT tunnel, as grpc-go apps in the mesh do). TCP one hop is the inbound sidecar; TCP two hops are a CONNECT tunnel through the outbound sidecar (as TCP apps in the mesh reach a service) to the inbound sidecar, whose endpoint is in the baseline lane (raw TCP carries no lane).\n")
+	if slices.Contains(b.protos, "tcp") {
+		s.WriteString("- TCP is loaded by `swimbench tcpload` for every target (fortio cannot open a CONNECT tunnel): each connection sends 1 KiB and waits for its whole echo. A message's latency runs from its scheduled send when the connection was still busy with the previous echo then (coordinated omission counted), from the actual send otherwise (Go's timers wake up to 1 ms late: the generator's lateness, not the target's). Its figures are not comparable with fortio's TCP figures in earlier reports.\n")
+	}
 	s.WriteString("- Added latency is a difference of two medians from separate runs, so it can be slightly negative (a peer within the noise of direct); ratios of added latency are left out (—) when either side is under 0.05 ms.\n")
 	s.WriteString("- The load generator shares CPU 0 with the upstream: direct's max rps is that core's limit, and a proxy that is faster than it cannot show more (see the saturation notes).\n")
 	for _, n := range notes {

@@ -287,8 +287,9 @@ func TestEndpointChangesArriveAsDeltas(t *testing.T) {
 				changed = 0
 			}
 			assertKinds(t, m.sent.kinds(p.Node, mark), fmt.Sprintf("delta@%d(%d->%d +%d -0)", cur.Version, before.Version, cur.Version, changed))
-			if cur.Snapshot.Service("a") != before.Snapshot.Service("a") {
-				t.Error("service a was rebuilt: the change was compiled, not patched")
+			// A patch copies service b, sharing its subsets; a compile builds them anew.
+			if &cur.Snapshot.Service("b").Subsets[0] != &before.Snapshot.Service("b").Subsets[0] {
+				t.Error("service b's subsets were built anew: the change was compiled, not patched")
 			}
 		})
 	}
@@ -534,8 +535,12 @@ func TestRegistryChangesBeyondMemory(t *testing.T) {
 	}
 	s.recompile() // what Run does on a change
 	cur, _ := s.Current()
-	if cur.Snapshot.Service("a") == before.Snapshot.Service("a") {
-		t.Error("service a was shared: the changes were patched, not compiled")
+	// A patch copies service b, sharing its subsets; a compile builds them anew.
+	if &cur.Snapshot.Service("b").Subsets[0] == &before.Snapshot.Service("b").Subsets[0] {
+		t.Error("service b shares its subsets with the version before: the changes were patched, not compiled")
+	}
+	if cur.Snapshot.Service("a") != before.Snapshot.Service("a") {
+		t.Error("service a, unchanged, was prepared again rather than shared")
 	}
 	if got := cur.Snapshot.Service("b").SubsetSet("v2").Endpoints; len(got) != 1 || got[0].Address != "127.0.0.1:12999" {
 		t.Errorf("subset v2 = %v, want the last address", got)

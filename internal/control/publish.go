@@ -3,8 +3,10 @@ package control
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -87,43 +89,68 @@ func encodeService(svc *snapshot.Service) ([]byte, error) {
 	return b, nil
 }
 
-// publishCompiled publishes a freshly compiled snapshot built from workloads, as a delta of
-// the services that changed when nothing else did. It must be called with s.mu held.
+// encodeServices encodes each service, on every core: at 10,000 services this is most of
+// what a compile costs the control plane besides the compile itself.
+func encodeServices(services []*snapshot.Service) ([][]byte, error) {
+	encoded := make([][]byte, len(services))
+	workers := min(runtime.GOMAXPROCS(0), len(services))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(services) && errs[w] == nil; i += workers {
+				encoded[i], errs[w] = encodeService(services[i])
+			}
+		})
+	}
+	wg.Wait()
+	return encoded, errors.Join(errs...)
+}
+
+// publishCompiled publishes a freshly compiled, unprepared snapshot built from workloads. When
+// only services changed, it is published as a delta of those, and only those are prepared:
+// the others are the previous version's, which encode the same. It must be called with s.mu
+// held.
 func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.Workload) error {
 	snap.Version = s.version + 1
-	// Encoded after Prepare, which normalises a few fields (header name case, default retry
-	// backoff): every version's encodings must compare equal when the config did not change.
-	if err := snap.Prepare(); err != nil {
+	// Encoded as compiled, before Prepare (which normalises a few fields, such as header name
+	// case), so that every compile of an unchanged service encodes the same.
+	shell, err := encodeShell(snap)
+	if err != nil {
 		return err
 	}
-	shell, err := encodeShell(snap)
+	encoded, err := encodeServices(snap.Services)
 	if err != nil {
 		return err
 	}
 	pub := &Published{Version: snap.Version, RegistryVersion: s.compiledRegistry, Snapshot: snap, shell: shell,
 		services: make(map[string][]byte, len(snap.Services))}
-	prev := s.current
-	asDelta := prev != nil && bytes.Equal(prev.shell, shell)
-	var delta *controlapi.Delta
-	if asDelta {
-		delta = &controlapi.Delta{BaseVersion: prev.Version}
+	for i, svc := range snap.Services {
+		pub.services[svc.Name] = encoded[i]
 	}
-	for _, svc := range snap.Services {
-		body, err := encodeService(svc)
-		if err != nil {
+	prev := s.current
+	if prev == nil || !bytes.Equal(prev.shell, shell) {
+		if err := snap.Prepare(); err != nil {
 			return err
 		}
-		pub.services[svc.Name] = body
-		if asDelta && !bytes.Equal(prev.services[svc.Name], body) {
-			delta.Services = append(delta.Services, body)
+		s.commit(pub, nil, workloads)
+		return nil
+	}
+	delta := &controlapi.Delta{BaseVersion: prev.Version}
+	var changed []*snapshot.Service
+	for i, svc := range snap.Services {
+		if !bytes.Equal(prev.services[svc.Name], encoded[i]) {
+			changed = append(changed, svc)
+			delta.Services = append(delta.Services, encoded[i])
 		}
 	}
-	if asDelta {
-		for _, svc := range prev.Snapshot.Services {
-			if _, ok := pub.services[svc.Name]; !ok {
-				delta.Removed = append(delta.Removed, svc.Name)
-			}
+	for _, svc := range prev.Snapshot.Services {
+		if _, ok := pub.services[svc.Name]; !ok {
+			delta.Removed = append(delta.Removed, svc.Name)
 		}
+	}
+	if pub.Snapshot, err = prev.Snapshot.WithServices(snap.Version, changed, delta.Removed); err != nil {
+		return err
 	}
 	s.commit(pub, delta, workloads)
 	return nil
@@ -142,6 +169,8 @@ func (s *Server) publishEndpoints(changes []snapshot.EndpointChange, workloads [
 		services: maps.Clone(prev.services)}
 	delta := &controlapi.Delta{BaseVersion: prev.Version}
 	for _, svc := range copied {
+		// Encoded prepared, unlike a compile's services: where Prepare normalised a field, the
+		// next compile finds the service changed and sends it once more, which is harmless.
 		body, err := encodeService(svc)
 		if err != nil {
 			return err

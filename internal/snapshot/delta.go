@@ -25,9 +25,6 @@ type Delta struct {
 // not fit s (it removes a service s lacks, or a service does not decode or prepare); the
 // caller must then get a full snapshot rather than run on a wrong one.
 func (s *Snapshot) Apply(d Delta) (*Snapshot, error) {
-	if s.byName == nil {
-		return nil, fmt.Errorf("snapshot: version %d is not prepared", s.Version)
-	}
 	if s.Version != d.BaseVersion {
 		return nil, fmt.Errorf("snapshot: delta from version %d to %d does not apply to version %d", d.BaseVersion, d.Version, s.Version)
 	}
@@ -37,12 +34,25 @@ func (s *Snapshot) Apply(d Delta) (*Snapshot, error) {
 		if err := json.Unmarshal(body, svc); err != nil {
 			return nil, fmt.Errorf("snapshot: delta to version %d: decode service %d: %w", d.Version, i, err)
 		}
+		changed[i] = svc
+	}
+	return s.WithServices(d.Version, changed, d.Removed)
+}
+
+// WithServices returns a new prepared snapshot at version: s with the services changed added
+// or replacing those of the same name, and the services named in removed dropped. The changed
+// services must be new (not part of any snapshot yet): they are prepared here. s is not
+// modified; the result shares all other services with it.
+func (s *Snapshot) WithServices(version uint64, changed []*Service, removed []string) (*Snapshot, error) {
+	if s.byName == nil {
+		return nil, fmt.Errorf("snapshot: version %d is not prepared", s.Version)
+	}
+	for _, svc := range changed {
 		if err := svc.prepare(s.Mesh); err != nil {
 			return nil, err
 		}
-		changed[i] = svc
 	}
-	return s.withServices(d.Version, changed, d.Removed)
+	return s.withServices(version, changed, removed)
 }
 
 // EndpointChange is one workload's new address or health: every endpoint equal to From
@@ -97,10 +107,9 @@ func (e *Endpoint) equal(o *Endpoint) bool {
 		e.Health == o.Health && maps.Equal(e.Labels, o.Labels)
 }
 
-// withServices returns a new snapshot at version: s with the prepared services changed added
-// or replacing those of the same name, and the services named in removed dropped. Only the
-// indexes that span services are rebuilt, and of those only what changed: when no service is
-// added or removed, the name index is shared with s.
+// withServices is WithServices for services already prepared. Only the indexes that span
+// services are rebuilt, and of those only what changed: when no service is added or removed,
+// the name index is shared with s.
 func (s *Snapshot) withServices(version uint64, changed []*Service, removed []string) (*Snapshot, error) {
 	next := *s
 	next.Version = version

@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	smoke      = flag.Bool("smoke", false, "short run: 1 run, ~1-2 s per target, HTTP/1.1 only, no taskset needed; report to a temp dir; exit 1 only if a target could not be measured at all")
+	smoke      = flag.Bool("smoke", false, "short run: 1 run, ~1-2 s per target, HTTP/1.1 only unless -protocols is given, no taskset needed; report to a temp dir; exit 1 only if a target could not be measured at all")
 	runs       = flag.Int("runs", 3, "interleaved runs (medians are reported)")
 	duration   = flag.Duration("duration", 4*time.Second, "length of the fixed-rate (32 connections) and maximum-rate runs")
 	duration4  = flag.Duration("duration4", 2*time.Second, "length of each 4-connection fixed-rate run (500, 1000, 1500 qps)")

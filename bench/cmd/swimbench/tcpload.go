@@ -100,8 +100,10 @@ func (l *tcpLoad) run() tcpLoadResult {
 		wg        sync.WaitGroup
 	)
 	conns := make([]net.Conn, l.conns)
+	// One deadline for all the dials: a stuck proxy costs one timeout, not one per connection.
+	setup := time.Now().Add(l.timeout)
 	for i := range conns {
-		c, err := l.dial(time.Now().Add(l.timeout))
+		c, err := l.dial(setup)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "swimbench tcpload:", err)
 			res.Errors++
@@ -151,7 +153,9 @@ func (l *tcpLoad) connection(i int, c net.Conn, start, end, deadline time.Time) 
 	}
 	prevDone := start
 	fail := func(err error) {
-		fmt.Fprintln(os.Stderr, "swimbench tcpload:", err)
+		if errs == 0 { // the first says why; a refusing target would fill the log
+			fmt.Fprintln(os.Stderr, "swimbench tcpload:", err)
+		}
 		errs++
 		if c != nil {
 			c.Close()

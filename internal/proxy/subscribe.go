@@ -24,8 +24,11 @@ const (
 const maxSnapshotBytes = 256 << 20
 
 // Subscribe keeps the proxy's snapshot current from the control plane at addr until ctx
-// ends. While the control plane is away the last good snapshot keeps serving, and Subscribe
-// reconnects with exponential backoff. onUpdate, if not nil, is called after each swap.
+// ends. A stream starts with the whole snapshot, then mostly brings deltas (the services that
+// changed), each applied only to the version it was made from; a delta that does not apply
+// ends the stream, and the next one starts in full again. While the control plane is away the
+// last good snapshot keeps serving, and Subscribe reconnects with exponential backoff.
+// onUpdate, if not nil, is called after each swap.
 func (p *Proxy) Subscribe(ctx context.Context, addr string, onUpdate func(version uint64)) error {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -119,23 +119,37 @@ func (r *Registry) List() (ws []Workload, version uint64, changed <-chan struct{
 	return r.sorted, r.version, r.changed
 }
 
-// ChangedSince returns the names of the workloads changed after version since, each once,
-// or false when since is older than the registry remembers. A caller that listed version v
-// and asks for the changes since an older version gets at least those up to v.
-func (r *Registry) ChangedSince(since uint64) (names []string, ok bool) {
+// ChangedSince returns the workloads changed after version since as they are now (sorted by
+// name), the names of those removed since, and the version that state belongs to; or false
+// when since is older than the registry remembers. It costs what changed, not what is listed.
+func (r *Registry) ChangedSince(since uint64) (changed []Workload, removed []string, version uint64, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if since > r.version || r.version-since > uint64(len(r.changes)) {
-		return nil, false
+		return nil, nil, r.version, false
 	}
 	seen := map[string]bool{}
 	for _, name := range r.changes[uint64(len(r.changes))-(r.version-since):] {
-		if !seen[name] {
-			seen[name] = true
-			names = append(names, name)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if w, ok := r.workloads[name]; ok {
+			changed = append(changed, w)
+		} else {
+			removed = append(removed, name)
 		}
 	}
-	return names, true
+	sort.Slice(changed, func(i, j int) bool { return changed[i].Name < changed[j].Name })
+	sort.Strings(removed)
+	return changed, removed, r.version, true
+}
+
+// Version returns the registry's version and a channel closed at its next change.
+func (r *Registry) Version() (version uint64, changed <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.version, r.changed
 }
 
 // resort returns the workloads sorted by name: r.sorted with the dirty workloads merged in

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -71,40 +72,47 @@ func TestChangedSince(t *testing.T) {
 	r := New()
 	r.Upsert(Workload{Name: "a"})
 	r.Upsert(Workload{Name: "b"})
-	_, v, _ := r.List()
+	v, _ := r.Version()
 	r.Upsert(Workload{Name: "c"})
 	r.SetHealth("a", "draining")
 	r.SetHealth("a", "draining") // unchanged: not a change
 	r.Upsert(Workload{Name: "c", Address: "x"})
 	r.Remove("b")
-	_, now, _ := r.List()
+	r.Upsert(Workload{Name: "d"})
+	r.Remove("d")
+	now, _ := r.Version()
 	tests := []struct {
-		name   string
-		since  uint64
-		want   []string
-		wantOK bool
+		name        string
+		since       uint64
+		wantChanged string
+		wantRemoved []string
+		wantOK      bool
 	}{
-		{name: "each changed name once, in order", since: v, want: []string{"c", "a", "b"}, wantOK: true},
-		{name: "from the start", since: 0, want: []string{"a", "b", "c"}, wantOK: true},
-		{name: "nothing since now", since: now, want: nil, wantOK: true},
+		{name: "each changed workload once, as it is now", since: v, wantChanged: "a:draining c:x", wantRemoved: []string{"b", "d"}, wantOK: true},
+		{name: "from the start", since: 0, wantChanged: "a:draining c:x", wantRemoved: []string{"b", "d"}, wantOK: true},
+		{name: "nothing since now", since: now, wantOK: true},
 		{name: "a version not reached yet", since: now + 1, wantOK: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := r.ChangedSince(tt.since)
-			if ok != tt.wantOK || !slices.Equal(got, tt.want) {
-				t.Errorf("ChangedSince(%d) = %v, %v; want %v, %v", tt.since, got, ok, tt.want, tt.wantOK)
+			changed, removed, version, ok := r.ChangedSince(tt.since)
+			var got []string
+			for _, w := range changed {
+				got = append(got, w.Name+":"+w.Health+w.Address)
+			}
+			if ok != tt.wantOK || strings.Join(got, " ") != tt.wantChanged || !slices.Equal(removed, tt.wantRemoved) || version != now {
+				t.Errorf("ChangedSince(%d) = %v, %v, %d, %v; want %s, %v, %d, %v", tt.since, got, removed, version, ok, tt.wantChanged, tt.wantRemoved, now, tt.wantOK)
 			}
 		})
 	}
 	for i := 0; i < 3*recentChanges; i++ {
 		r.Upsert(Workload{Name: fmt.Sprint(i)})
 	}
-	if _, ok := r.ChangedSince(now); ok {
+	if _, _, _, ok := r.ChangedSince(now); ok {
 		t.Error("ChangedSince answered for a version older than it remembers")
 	}
-	_, last, _ := r.List()
-	if got, ok := r.ChangedSince(last - recentChanges); !ok || len(got) != recentChanges {
-		t.Errorf("ChangedSince(%d recent versions back) = %d names, %v; want %d, true", recentChanges, len(got), ok, recentChanges)
+	last, _ := r.Version()
+	if changed, _, _, ok := r.ChangedSince(last - recentChanges); !ok || len(changed) != recentChanges {
+		t.Errorf("ChangedSince(%d versions back) = %d workloads, %v; want %d, true", recentChanges, len(changed), ok, recentChanges)
 	}
 }

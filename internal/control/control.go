@@ -44,9 +44,11 @@ type Server struct {
 	// recent holds the latest deltas in version order, the last one turning the version
 	// before current into current; empty when current was published in full.
 	recent []*controlapi.Snapshot
-	// workloads are the registry's workloads current was built from, to tell an endpoint
-	// change from one that needs a compile.
+	// workloads are the registry's workloads (sorted by name) the last compile used, and
+	// patched those endpoint patches changed since: together, the workloads current was built
+	// from, to tell an endpoint change from one that needs a compile.
 	workloads []registry.Workload
+	patched   map[string]registry.Workload
 	lastError error // the last rejected config's error, nil once a config is accepted
 	// nextExpiry is when the next declared lane expires; Run recompiles then.
 	nextExpiry time.Time
@@ -55,8 +57,8 @@ type Server struct {
 	// kick wakes Run when nextExpiry changes.
 	kick chan struct{}
 	now  func() time.Time
-	// sent, if set (by tests), sees every message a watcher was sent.
-	sent func(node string, msg *controlapi.Snapshot)
+	// sent, if set (by tests), sees every message sent on the stream req opened.
+	sent func(req *controlapi.WatchRequest, msg *controlapi.Snapshot)
 }
 
 // New returns a control plane over reg with an empty config, and publishes its first
@@ -113,7 +115,7 @@ func (s *Server) LastError() error {
 // Run recompiles on every registry change, and when a lane expires, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	for {
-		_, regVersion, changed := s.reg.List()
+		regVersion, changed := s.reg.Version()
 		s.mu.Lock()
 		next, compiled := s.nextExpiry, s.compiledRegistry
 		s.mu.Unlock()
@@ -154,15 +156,12 @@ func (s *Server) Run(ctx context.Context) {
 func (s *Server) recompile() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ws, v, _ := s.reg.List()
-	s.compiledRegistry = v // even on failure: retrying the same input cannot succeed
 	lanesExpired := !s.nextExpiry.IsZero() && !s.now().Before(s.nextExpiry)
-	if changes, ok := s.endpointChanges(ws); ok && !lanesExpired {
-		if err := s.publishEndpoints(changes, ws); err != nil {
-			s.log.Error("control: publish", "err", err)
-		}
+	if !lanesExpired && s.patchEndpoints() {
 		return
 	}
+	ws, v, _ := s.reg.List()
+	s.compiledRegistry = v // even on failure: retrying the same input cannot succeed
 	res, err := compile.Compile(s.cfg, ws, s.now())
 	if err != nil {
 		// The config compiled before; a registry change alone should not break it.
@@ -208,7 +207,7 @@ func (s *Server) Watch(req *controlapi.WatchRequest, stream grpc.ServerStreaming
 			}
 			sent = msg.GetVersion()
 			if s.sent != nil {
-				s.sent(node, msg)
+				s.sent(req, msg)
 			}
 		}
 		select {

@@ -48,32 +48,60 @@ func workload(name, addr string, labels ...string) registry.Workload {
 	return w
 }
 
-// sentLog records what the control plane sent each node.
+// sentLog records what the control plane sent on each node's streams.
 type sentLog struct {
-	mu   sync.Mutex
-	msgs map[string][]*controlapi.Snapshot
+	mu      sync.Mutex
+	streams map[string][]*streamLog // by node, in the order they opened
 }
 
-func (l *sentLog) record(node string, msg *controlapi.Snapshot) {
+type streamLog struct {
+	req  *controlapi.WatchRequest // one per stream
+	msgs []*controlapi.Snapshot
+}
+
+func (l *sentLog) record(req *controlapi.WatchRequest, msg *controlapi.Snapshot) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msgs[node] = append(l.msgs[node], msg)
+	node := req.GetNode()
+	for _, s := range l.streams[node] {
+		if s.req == req {
+			s.msgs = append(s.msgs, msg)
+			return
+		}
+	}
+	l.streams[node] = append(l.streams[node], &streamLog{req: req, msgs: []*controlapi.Snapshot{msg}})
 }
 
-// count returns how many messages node has been sent.
+// stream returns how many streams node opened and how many messages its last one carried.
+func (l *sentLog) stream(node string) (streams, msgs int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ss := l.streams[node]
+	if len(ss) == 0 {
+		return 0, 0
+	}
+	return len(ss), len(ss[len(ss)-1].msgs)
+}
+
+// count returns how many messages node's last stream carried.
 func (l *sentLog) count(node string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.msgs[node])
+	_, n := l.stream(node)
+	return n
 }
 
-// kinds describes the messages node was sent from the from-th on: "full@3",
-// "delta@4(2->4 +1 -0)".
+// kinds describes the messages node's last stream carried from the from-th on.
 func (l *sentLog) kinds(node string, from int) []string {
+	streams, _ := l.stream(node)
+	return l.kindsOf(node, streams-1, from)
+}
+
+// kindsOf describes the messages node's stream-th stream carried from the from-th on:
+// "full@3", "delta@4(2->4 +1 -0)" (base -> version, services changed, removed).
+func (l *sentLog) kindsOf(node string, stream, from int) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string
-	for _, m := range l.msgs[node][from:] {
+	for _, m := range l.streams[node][stream].msgs[from:] {
 		if d := m.GetDelta(); d != nil {
 			out = append(out, fmt.Sprintf("delta@%d(%d->%d +%d -%d)", m.GetVersion(), d.GetBaseVersion(), m.GetVersion(), len(d.GetServices()), len(d.GetRemoved())))
 		} else {
@@ -97,7 +125,7 @@ type testMesh struct {
 
 func startMesh(t *testing.T, config string, workloads ...registry.Workload) *testMesh {
 	t.Helper()
-	m := &testMesh{t: t, reg: registry.New(), sent: &sentLog{msgs: map[string][]*controlapi.Snapshot{}}}
+	m := &testMesh{t: t, reg: registry.New(), sent: &sentLog{streams: map[string][]*streamLog{}}}
 	for _, w := range workloads {
 		m.reg.Upsert(w)
 	}
@@ -483,15 +511,17 @@ func TestReconnectStartsInFull(t *testing.T) {
 	cancel()
 	m.reg.Upsert(workload("b-2", "127.0.0.1:2003", "app", "b", "version", "v2", "swimlane", "feature-x"))
 	m.published()
-	mark := m.sent.count(p.Node)
 	m.subscribe(m.ctx, p, nil)
 	m.converged(p)
 	cur, _ := m.cp.Current()
-	assertKinds(t, m.sent.kinds(p.Node, mark), fmt.Sprintf("full@%d", cur.Version))
+	if streams, _ := m.sent.stream(p.Node); streams != 2 {
+		t.Fatalf("%d streams, want 2", streams)
+	}
+	assertKinds(t, m.sent.kinds(p.Node, 0), fmt.Sprintf("full@%d", cur.Version))
 
 	m.reg.Upsert(workload("b-2", "127.0.0.1:2004", "app", "b", "version", "v2", "swimlane", "feature-x"))
 	m.converged(p)
-	assertKinds(t, m.sent.kinds(p.Node, mark), fmt.Sprintf("full@%d", cur.Version), fmt.Sprintf("delta@%d(%d->%d +1 -0)", cur.Version+1, cur.Version, cur.Version+1))
+	assertKinds(t, m.sent.kinds(p.Node, 0), fmt.Sprintf("full@%d", cur.Version), fmt.Sprintf("delta@%d(%d->%d +1 -0)", cur.Version+1, cur.Version, cur.Version+1))
 }
 
 // TestProxyResyncsOnVersionMismatch checks a proxy that holds another version than a delta's
@@ -505,13 +535,19 @@ func TestProxyResyncsOnVersionMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.SetSnapshot(other)
-	mark := m.sent.count(p.Node)
 	m.reg.Upsert(workload("b-2", "127.0.0.1:2003", "app", "b", "version", "v2", "swimlane", "feature-x"))
 	cur := m.published()
 	// Until it resyncs, the proxy's version stays 1000: wait for the snapshot to match.
 	waitFor(t, "the proxy to resync", func() bool { return p.Snapshot().Version == cur.Version })
 	m.converged(p)
-	assertKinds(t, m.sent.kinds(p.Node, mark), fmt.Sprintf("delta@%d(%d->%d +1 -0)", cur.Version, cur.Version-1, cur.Version), fmt.Sprintf("full@%d", cur.Version))
+	if streams, _ := m.sent.stream(p.Node); streams != 2 {
+		t.Fatalf("%d streams, want 2", streams)
+	}
+	first := m.sent.kindsOf(p.Node, 0, 0)
+	if last, want := first[len(first)-1], fmt.Sprintf("delta@%d(%d->%d +1 -0)", cur.Version, cur.Version-1, cur.Version); last != want {
+		t.Errorf("the first stream ended with %s, want %s (the delta the proxy refused)", last, want)
+	}
+	assertKinds(t, m.sent.kindsOf(p.Node, 1, 0), fmt.Sprintf("full@%d", cur.Version))
 }
 
 // TestRegistryChangesBeyondMemory checks more registry changes between two publishes than

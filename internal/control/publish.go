@@ -133,7 +133,8 @@ func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.W
 		if err := snap.Prepare(); err != nil {
 			return err
 		}
-		s.commit(pub, nil, workloads)
+		s.commit(pub, nil)
+		s.workloads, s.patched = workloads, nil
 		return nil
 	}
 	delta := &controlapi.Delta{BaseVersion: prev.Version}
@@ -152,14 +153,41 @@ func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.W
 	if pub.Snapshot, err = prev.Snapshot.WithServices(snap.Version, changed, delta.Removed); err != nil {
 		return err
 	}
-	s.commit(pub, delta, workloads)
+	s.commit(pub, delta)
+	s.workloads, s.patched = workloads, nil
 	return nil
+}
+
+// patchEndpoints publishes the registry's changes since the current snapshot by patching its
+// endpoints, if they are only existing workloads' new addresses or health; it reports
+// whether it did. It must be called with s.mu held.
+func (s *Server) patchEndpoints() bool {
+	changed, removed, version, ok := s.reg.ChangedSince(s.current.RegistryVersion)
+	if !ok {
+		return false
+	}
+	changes, ok := s.endpointChanges(changed, removed)
+	if !ok {
+		return false
+	}
+	s.compiledRegistry = version
+	if err := s.publishEndpoints(changes); err != nil {
+		s.log.Error("control: endpoint patch failed; compiling instead", "err", err)
+		return false
+	}
+	if s.patched == nil {
+		s.patched = map[string]registry.Workload{}
+	}
+	for _, w := range changed {
+		s.patched[w.Name] = w
+	}
+	return true
 }
 
 // publishEndpoints publishes the current snapshot with changes applied to its endpoints,
 // without compiling: only the services holding those endpoints are copied, indexed and
 // encoded. It must be called with s.mu held.
-func (s *Server) publishEndpoints(changes []snapshot.EndpointChange, workloads []registry.Workload) error {
+func (s *Server) publishEndpoints(changes []snapshot.EndpointChange) error {
 	prev := s.current
 	snap, copied, err := prev.Snapshot.ReplaceEndpoints(s.version+1, changes)
 	if err != nil {
@@ -178,16 +206,15 @@ func (s *Server) publishEndpoints(changes []snapshot.EndpointChange, workloads [
 		pub.services[svc.Name] = body
 		delta.Services = append(delta.Services, body)
 	}
-	s.commit(pub, delta, workloads)
+	s.commit(pub, delta)
 	return nil
 }
 
 // commit makes pub current and wakes every watcher; delta, if not nil, turns the previous
 // version into pub. It must be called with s.mu held.
-func (s *Server) commit(pub *Published, delta *controlapi.Delta, workloads []registry.Workload) {
+func (s *Server) commit(pub *Published, delta *controlapi.Delta) {
 	s.version = pub.Version
 	s.current = pub
-	s.workloads = workloads
 	if delta == nil {
 		s.recent = nil // a watcher behind this version needs it in full
 	} else {
@@ -223,23 +250,22 @@ func (s *Server) updates(has uint64, deltas bool) (msgs []*controlapi.Snapshot, 
 	return nil, s.current, s.changed
 }
 
-// endpointChanges tells whether the registry's workloads ws differ from those the current
-// snapshot was built from only in existing workloads' addresses and health (same names,
-// protocols and labels), and if so returns those changes. Only the workloads the registry
-// says changed are compared. It must be called with s.mu held.
-func (s *Server) endpointChanges(ws []registry.Workload) ([]snapshot.EndpointChange, bool) {
-	names, ok := s.reg.ChangedSince(s.current.RegistryVersion)
-	if !ok {
-		return nil, false
+// endpointChanges tells whether the registry's changes since the current snapshot (changed:
+// the workloads as they are now; removed: names) are only existing workloads' new addresses
+// or health (same names, protocols and labels), and if so returns them as endpoint changes.
+// It must be called with s.mu held.
+func (s *Server) endpointChanges(changed []registry.Workload, removed []string) ([]snapshot.EndpointChange, bool) {
+	for _, name := range removed {
+		if _, ok := s.workload(name); ok {
+			return nil, false
+		} // else added and removed again
 	}
 	var changes []snapshot.EndpointChange
-	for _, name := range names {
-		was, wasListed := find(s.workloads, name)
-		now, listed := find(ws, name)
+	for i := range changed {
+		now := &changed[i]
+		was, ok := s.workload(now.Name)
 		switch {
-		case !wasListed && !listed:
-			// added and removed again
-		case wasListed != listed, was.Protocol != now.Protocol, !maps.Equal(was.Labels, now.Labels):
+		case !ok, was.Protocol != now.Protocol, !maps.Equal(was.Labels, now.Labels):
 			return nil, false
 		case was.Address != now.Address, was.Health != now.Health:
 			changes = append(changes, snapshot.EndpointChange{From: was.Endpoint(), To: now.Endpoint()})
@@ -248,11 +274,15 @@ func (s *Server) endpointChanges(ws []registry.Workload) ([]snapshot.EndpointCha
 	return changes, true
 }
 
-// find returns the workload named name in ws, sorted by name.
-func find(ws []registry.Workload, name string) (*registry.Workload, bool) {
-	i, ok := slices.BinarySearchFunc(ws, name, func(w registry.Workload, name string) int { return strings.Compare(w.Name, name) })
-	if !ok {
-		return nil, false
+// workload returns the workload named name as the current snapshot knows it. It must be
+// called with s.mu held.
+func (s *Server) workload(name string) (registry.Workload, bool) {
+	if w, ok := s.patched[name]; ok {
+		return w, true
 	}
-	return &ws[i], true
+	i, ok := slices.BinarySearchFunc(s.workloads, name, func(w registry.Workload, name string) int { return strings.Compare(w.Name, name) })
+	if !ok {
+		return registry.Workload{}, false
+	}
+	return s.workloads[i], true
 }

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -228,5 +229,28 @@ func TestReplaceEndpoints(t *testing.T) {
 	}
 	if string(mustJSON(t, base)) != string(baseJSON) {
 		t.Error("ReplaceEndpoints changed the base snapshot")
+	}
+}
+
+// TestReplaceEndpointsMany checks ReplaceEndpoints with more changes than it compares one by
+// one (it then looks them up by workload).
+func TestReplaceEndpointsMany(t *testing.T) {
+	var before, after []Endpoint
+	var changes []EndpointChange
+	for i := 0; i < 12; i++ {
+		from := ep(fmt.Sprintf("m-%d", i), fmt.Sprintf("10.0.1.%d:80", i), "main")
+		to := from
+		to.Address = fmt.Sprintf("10.0.2.%d:80", i)
+		before, after = append(before, from), append(after, to)
+		changes = append(changes, EndpointChange{From: from, To: to})
+	}
+	base := prepared(t, 4, svc("m", before...), svc("n", ep("n-1", "10.0.0.1:80", "main")))
+	got, copied, err := base.ReplaceEndpoints(5, changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, got, prepared(t, 5, svc("m", after...), svc("n", ep("n-1", "10.0.0.1:80", "main"))))
+	if len(copied) != 1 || got.Service("n") != base.Service("n") {
+		t.Errorf("copied %d services, want m alone", len(copied))
 	}
 }

@@ -21,7 +21,9 @@ import (
 
 // Fetch returns the control plane's current snapshot, read over the proxies' Watch API.
 func Fetch(ctx context.Context, addr string) (*snapshot.Snapshot, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithNoProxy())
+	// A 10,000-service snapshot is about 12 MB, past gRPC's 4 MiB default.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithNoProxy(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		return nil, err
 	}

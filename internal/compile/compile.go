@@ -9,6 +9,7 @@ package compile
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,8 @@ type Compiled struct {
 	// NextExpiry is when the next declared lane expires (zero for none): the snapshot must be
 	// compiled again then.
 	NextExpiry time.Time
+	// Membership is how the snapshot's services took their endpoints from the workloads.
+	Membership *Membership
 }
 
 // Compile builds an unversioned, unprepared snapshot from set and workloads as of now (which
@@ -61,7 +64,7 @@ func Compile(set *config.Set, workloads []registry.Workload, now time.Time) (*Co
 	for _, name := range sortedKeys(c.services) {
 		snap.Services = append(snap.Services, c.services[name])
 	}
-	return &Compiled{Snapshot: snap, Warnings: c.warnings, NextExpiry: c.nextExpiry}, nil
+	return &Compiled{Snapshot: snap, Warnings: c.warnings, NextExpiry: c.nextExpiry, Membership: c.membership}, nil
 }
 
 type compiler struct {
@@ -70,7 +73,8 @@ type compiler struct {
 	meshCfg  snapshot.Mesh
 	services map[string]*snapshot.Service
 	// selectors holds each service's label selector, for matching workloads.
-	selectors map[string]map[string]string
+	selectors  map[string]map[string]string
+	membership *Membership
 	// routedBy records which object gave a service its routes: two objects routing one host
 	// is ambiguous, and Istio's answer (the older wins) depends on creation time we lack.
 	routedBy map[string]string
@@ -177,40 +181,71 @@ func (c *compiler) servicesFromKubernetes() {
 	}
 }
 
-// endpoints gives each service the workloads its selector matches, as Kubernetes does. A
-// service without a selector has no endpoints. Workloads are indexed by label pair, so each
-// service checks only the workloads that carry one of its selector's pairs: checking every
-// workload against every selector took minutes at 10,000 services and 100,000 workloads.
+// endpoints gives each service the workloads its selector matches, in workload order.
 func (c *compiler) endpoints(workloads []registry.Workload) {
-	byPair := map[string][]int{}
-	for i, w := range workloads {
-		for k, v := range w.Labels {
-			byPair[k+"="+v] = append(byPair[k+"="+v], i)
-		}
-	}
 	for name, svc := range c.services {
-		sel := c.selectors[name]
-		if len(sel) == 0 {
-			continue
+		svc.Lane = lane.Lane(c.selectors[name][c.meshCfg.LaneLabel])
+	}
+	c.membership = newMembership(c.selectors)
+	for i := range workloads {
+		for _, name := range c.membership.Services(workloads[i].Labels) {
+			svc := c.services[name]
+			svc.Endpoints = append(svc.Endpoints, workloads[i].Endpoint())
 		}
-		svc.Lane = lane.Lane(sel[c.meshCfg.LaneLabel])
-		// The rarest pair of the selector gives the fewest candidates.
-		var candidates []int
-		first := true
+	}
+}
+
+// Membership decides which services a workload is an endpoint of: every service whose
+// selector its labels match, as Kubernetes does; a service without a selector has none.
+// Compile places every workload with it, and the control plane keeps the last compile's to
+// place a workload that comes, goes or changes labels without compiling again.
+type Membership struct {
+	selectors map[string]map[string]string
+	// byPair lists each service under one pair of its selector, the one the fewest selectors
+	// share: labels that match the selector carry that pair, so the services listed under
+	// the labels' pairs are the only candidates, each listed once. (Checking every workload
+	// against every selector took minutes at 10,000 services and 100,000 workloads.)
+	byPair map[labelPair][]string
+}
+
+type labelPair struct{ key, value string }
+
+func newMembership(selectors map[string]map[string]string) *Membership {
+	shared := map[labelPair]int{}
+	for _, sel := range selectors {
 		for k, v := range sel {
-			if list := byPair[k+"="+v]; first || len(list) < len(candidates) {
-				candidates, first = list, false
+			shared[labelPair{k, v}]++
+		}
+	}
+	m := &Membership{selectors: selectors, byPair: make(map[labelPair][]string, len(selectors))}
+	for name, sel := range selectors {
+		var best labelPair
+		for k, v := range sel {
+			p := labelPair{k, v}
+			// Ties go to the smaller key, so the index does not depend on map order.
+			if best.key == "" || shared[p] < shared[best] || shared[p] == shared[best] && k < best.key {
+				best = p
 			}
 		}
-		for _, i := range candidates {
-			w := workloads[i]
-			if matches(w.Labels, sel) {
-				svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{
-					Address: w.Address, Protocol: w.Protocol, Workload: w.Name, Labels: w.Labels, Health: w.Health,
-				})
+		if best.key != "" {
+			m.byPair[best] = append(m.byPair[best], name)
+		}
+	}
+	return m
+}
+
+// Services returns the names of the services whose selectors labels match, sorted.
+func (m *Membership) Services(labels map[string]string) []string {
+	var out []string
+	for k, v := range labels {
+		for _, name := range m.byPair[labelPair{k, v}] {
+			if matches(labels, m.selectors[name]) {
+				out = append(out, name)
 			}
 		}
 	}
+	slices.Sort(out)
+	return out
 }
 
 func matches(labels, selector map[string]string) bool {

@@ -55,70 +55,78 @@ func (s *Snapshot) WithServices(version uint64, changed []*Service, removed []st
 	return s.withServices(version, changed, removed)
 }
 
-// EndpointChange is one workload's new address or health: every endpoint equal to From
-// (workload, address, protocol, labels and health) becomes To.
+// EndpointChange is one workload's change in one service: its endpoint From becomes To. A nil
+// From adds To; a nil To removes From.
 type EndpointChange struct {
-	From, To Endpoint
+	Service  string
+	From, To *Endpoint
 }
 
-// ReplaceEndpoints returns a new prepared snapshot at version: s with the endpoint changes
-// applied, and the services it had to copy for them (all others are shared with s, which is
-// not modified). It lets the control plane move or mark workloads without compiling: their
-// labels stay the same, so the services and subsets that hold them stay the same too.
-func (s *Snapshot) ReplaceEndpoints(version uint64, changes []EndpointChange) (*Snapshot, []*Service, error) {
-	// Every endpoint is looked at (100,000 at 10,000 services): with a few changes, comparing
-	// workload names beats a map lookup per endpoint.
-	var byWorkload map[string][]int
-	if len(changes) > 8 {
-		byWorkload = make(map[string][]int, len(changes))
-		for i, c := range changes {
-			byWorkload[c.From.Workload] = append(byWorkload[c.From.Workload], i)
-		}
+// PatchEndpoints returns a new prepared snapshot at version: s with the endpoint changes
+// applied, and the services it copied for them (all others are shared with s, which is not
+// modified). It lets the control plane add, move, mark and remove workloads without
+// compiling: routes and policies do not depend on endpoints, so only the changed services'
+// lane and subset sets are built again. It fails, changing nothing, when a change does not
+// fit s: a service s lacks, a From it does not hold, or a second endpoint for one workload.
+func (s *Snapshot) PatchEndpoints(version uint64, changes []EndpointChange) (*Snapshot, []*Service, error) {
+	if s.byName == nil {
+		return nil, nil, fmt.Errorf("snapshot: version %d is not prepared", s.Version)
 	}
-	match := func(ep *Endpoint) *EndpointChange {
-		if byWorkload == nil {
-			for i := range changes {
-				if changes[i].From.Workload == ep.Workload && ep.equal(&changes[i].From) {
-					return &changes[i]
-				}
-			}
-			return nil
-		}
-		for _, i := range byWorkload[ep.Workload] {
-			if ep.equal(&changes[i].From) {
-				return &changes[i]
-			}
-		}
-		return nil
-	}
+	copies := map[string]*Service{}
 	var copied []*Service
-	for _, svc := range s.Services {
-		var endpoints []Endpoint // copied on the first endpoint that changes
-		for i := range svc.Endpoints {
-			c := match(&svc.Endpoints[i])
-			if c == nil {
-				continue
+	for _, c := range changes {
+		cp := copies[c.Service]
+		if cp == nil {
+			i, ok := s.byName[c.Service]
+			if !ok {
+				return nil, nil, fmt.Errorf("snapshot: version %d patches service %q, which version %d lacks", version, c.Service, s.Version)
 			}
-			if endpoints == nil {
-				endpoints = slices.Clone(svc.Endpoints)
-			}
-			endpoints[i] = c.To
+			dup := *s.Services[i]
+			dup.Endpoints = slices.Clone(dup.Endpoints)
+			cp = &dup
+			copies[c.Service] = cp
+			copied = append(copied, cp)
 		}
-		if endpoints == nil {
-			continue
+		if err := cp.patchEndpoint(c.From, c.To); err != nil {
+			return nil, nil, fmt.Errorf("snapshot: version %d: %w", version, err)
 		}
-		// Routes and policies are shared: they are already prepared and do not depend on
-		// endpoints. Only the lane and subset sets are rebuilt.
-		cp := *svc
-		cp.Endpoints = endpoints
-		cp.index(s.Mesh)
-		copied = append(copied, &cp)
+	}
+	for _, svc := range copied {
+		if len(svc.Endpoints) == 0 {
+			svc.Endpoints = nil // as compiled: no endpoints, no field
+		}
+		svc.index(s.Mesh)
 	}
 	next, err := s.withServices(version, copied, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return next, copied, nil
+}
+
+// patchEndpoint replaces from with to in svc's endpoints (a copy); see EndpointChange. An
+// added endpoint goes in workload-name order, where a compile puts it.
+func (svc *Service) patchEndpoint(from, to *Endpoint) error {
+	at := -1
+	if from != nil {
+		at = slices.IndexFunc(svc.Endpoints, func(e Endpoint) bool { return e.equal(from) })
+		if at < 0 {
+			return fmt.Errorf("service %q has no endpoint %s of workload %q to change", svc.Name, from.Address, from.Workload)
+		}
+	}
+	switch {
+	case to == nil && at >= 0:
+		svc.Endpoints = slices.Delete(svc.Endpoints, at, at+1)
+	case to != nil && at >= 0:
+		svc.Endpoints[at] = *to
+	case to != nil:
+		if slices.ContainsFunc(svc.Endpoints, func(e Endpoint) bool { return e.Workload == to.Workload }) {
+			return fmt.Errorf("service %q already has an endpoint of workload %q", svc.Name, to.Workload)
+		}
+		i, _ := slices.BinarySearchFunc(svc.Endpoints, to.Workload, func(e Endpoint, name string) int { return strings.Compare(e.Workload, name) })
+		svc.Endpoints = slices.Insert(svc.Endpoints, i, *to)
+	}
+	return nil
 }
 
 func (e *Endpoint) equal(o *Endpoint) bool {

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -190,36 +189,41 @@ func TestApplyRejects(t *testing.T) {
 	}
 }
 
-func TestReplaceEndpoints(t *testing.T) {
-	subsetted := svc("b", ep("b-1", "10.0.0.2:80", "main"), ep("b-2", "10.0.0.3:80", "feature-x"))
+func TestPatchEndpoints(t *testing.T) {
+	subsetted := svc("b", ep("b-1", "10.0.0.2:80", "main"), ep("b-3", "10.0.0.3:80", "feature-x"))
 	subsetted.Subsets = []Subset{{Name: "x", Labels: map[string]string{"swimlane": "feature-x"}}}
 	base := prepared(t, 4,
 		svc("a", ep("a-1", "10.0.0.1:80", "main")),
 		subsetted,
 		// A ServiceEntry endpoint that happens to carry a workload's name is not that workload.
-		svc("ext", Endpoint{Address: "example.com:443", Protocol: TCP, Workload: "b-2"}),
+		svc("ext", Endpoint{Address: "example.com:443", Protocol: TCP, Workload: "b-3"}),
 	)
 	baseJSON := mustJSON(t, base)
-	moved := ep("b-2", "10.0.0.3:80", "feature-x")
-	moved.Address = "10.0.0.9:80"
+	at := func(e Endpoint) *Endpoint { return &e }
+	moved := ep("b-3", "10.0.0.9:80", "feature-x")
 	drained := ep("b-1", "10.0.0.2:80", "main")
 	drained.Health = "draining"
-	got, copied, err := base.ReplaceEndpoints(5, []EndpointChange{
-		{From: ep("b-2", "10.0.0.3:80", "feature-x"), To: moved},
-		{From: ep("b-1", "10.0.0.2:80", "main"), To: drained},
+	added := ep("b-2", "10.0.0.5:80", "feature-y")
+	got, copied, err := base.PatchEndpoints(5, []EndpointChange{
+		{Service: "b", From: at(ep("b-3", "10.0.0.3:80", "feature-x")), To: &moved},
+		{Service: "b", From: at(ep("b-1", "10.0.0.2:80", "main")), To: &drained},
+		{Service: "b", To: &added},
+		{Service: "a", From: at(ep("a-1", "10.0.0.1:80", "main"))},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantB := svc("b", drained, moved)
+	// b-2 lands between b-1 and b-3, where a compile (workloads in name order) puts it; a
+	// loses its only endpoint.
+	wantB := svc("b", drained, added, moved)
 	wantB.Subsets = subsetted.Subsets
-	want := prepared(t, 5, svc("a", ep("a-1", "10.0.0.1:80", "main")), wantB, svc("ext", Endpoint{Address: "example.com:443", Protocol: TCP, Workload: "b-2"}))
+	want := prepared(t, 5, svc("a"), wantB, svc("ext", Endpoint{Address: "example.com:443", Protocol: TCP, Workload: "b-3"}))
 	assertSame(t, got, want)
-	if len(copied) != 1 || copied[0].Name != "b" || got.Service("b") != copied[0] {
-		t.Errorf("copied %v, want service b alone", copied)
+	if len(copied) != 2 || copied[0].Name != "b" || copied[1].Name != "a" || got.Service("b") != copied[0] {
+		t.Errorf("copied %v, want services b and a", copied)
 	}
-	if got.Service("a") != base.Service("a") || got.Service("ext") != base.Service("ext") {
-		t.Error("untouched services were copied")
+	if got.Service("ext") != base.Service("ext") {
+		t.Error("an untouched service was copied")
 	}
 	if set := got.Service("b").SubsetSet("x"); set == nil || len(set.Endpoints) != 1 || set.Endpoints[0].Address != "10.0.0.9:80" {
 		t.Errorf("subset x = %+v, want the moved endpoint", set)
@@ -227,30 +231,41 @@ func TestReplaceEndpoints(t *testing.T) {
 	if got.Service("b").LaneSet("main") != nil {
 		t.Error("the draining endpoint still serves lane main")
 	}
+	if !got.KnownLane("feature-y") || base.KnownLane("feature-y") {
+		t.Error("the added endpoint's lane is not known after the patch, or was before")
+	}
 	if string(mustJSON(t, base)) != string(baseJSON) {
-		t.Error("ReplaceEndpoints changed the base snapshot")
+		t.Error("PatchEndpoints changed the base snapshot")
 	}
 }
 
-// TestReplaceEndpointsMany checks ReplaceEndpoints with more changes than it compares one by
-// one (it then looks them up by workload).
-func TestReplaceEndpointsMany(t *testing.T) {
-	var before, after []Endpoint
-	var changes []EndpointChange
-	for i := 0; i < 12; i++ {
-		from := ep(fmt.Sprintf("m-%d", i), fmt.Sprintf("10.0.1.%d:80", i), "main")
-		to := from
-		to.Address = fmt.Sprintf("10.0.2.%d:80", i)
-		before, after = append(before, from), append(after, to)
-		changes = append(changes, EndpointChange{From: from, To: to})
+// TestPatchEndpointsRefuses checks a change that does not fit the snapshot fails whole.
+func TestPatchEndpointsRefuses(t *testing.T) {
+	base := prepared(t, 4, svc("a", ep("a-1", "10.0.0.1:80", "main")))
+	a1 := ep("a-1", "10.0.0.1:80", "main")
+	elsewhere := ep("a-1", "10.0.0.7:80", "main")
+	tests := []struct {
+		name    string
+		give    []EndpointChange
+		wantErr string
+	}{
+		{name: "unknown service", give: []EndpointChange{{Service: "nope", To: &a1}}, wantErr: `service "nope", which version 4 lacks`},
+		{name: "endpoint not held", give: []EndpointChange{{Service: "a", From: &elsewhere}}, wantErr: `no endpoint 10.0.0.7:80 of workload "a-1"`},
+		{name: "a workload added twice", give: []EndpointChange{{Service: "a", To: &elsewhere}}, wantErr: `already has an endpoint of workload "a-1"`},
+		{name: "the second change fails", give: []EndpointChange{{Service: "a", From: &a1}, {Service: "a", From: &a1}}, wantErr: "no endpoint 10.0.0.1:80"},
 	}
-	base := prepared(t, 4, svc("m", before...), svc("n", ep("n-1", "10.0.0.1:80", "main")))
-	got, copied, err := base.ReplaceEndpoints(5, changes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSame(t, got, prepared(t, 5, svc("m", after...), svc("n", ep("n-1", "10.0.0.1:80", "main"))))
-	if len(copied) != 1 || got.Service("n") != base.Service("n") {
-		t.Errorf("copied %d services, want m alone", len(copied))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, copied, err := base.PatchEndpoints(5, tt.give)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if got != nil || copied != nil {
+				t.Error("a failed PatchEndpoints returned a snapshot")
+			}
+			if len(base.Service("a").Endpoints) != 1 {
+				t.Error("a failed PatchEndpoints changed the base snapshot")
+			}
+		})
 	}
 }

@@ -45,10 +45,15 @@ type Server struct {
 	// before current into current; empty when current was published in full.
 	recent []*controlapi.Snapshot
 	// workloads are the registry's workloads (sorted by name) the last compile used, and
-	// patched those endpoint patches changed since: together, the workloads current was built
-	// from, to tell an endpoint change from one that needs a compile.
-	workloads []registry.Workload
-	patched   map[string]registry.Workload
+	// patched those endpoint patches changed since (nil: removed): together, the workloads
+	// current was built from. membership is that compile's: which services a workload's
+	// labels put it in.
+	workloads  []registry.Workload
+	patched    map[string]*registry.Workload
+	membership *compile.Membership
+	// compiles counts the compiles that went on to be published, so tests can tell a
+	// compile from a patch.
+	compiles  int
 	lastError error // the last rejected config's error, nil once a config is accepted
 	// nextExpiry is when the next declared lane expires; Run recompiles then.
 	nextExpiry time.Time
@@ -90,7 +95,7 @@ func (s *Server) SetConfig(set *config.Set) error {
 	s.lastError = nil
 	s.setNextExpiry(res.NextExpiry)
 	s.compiledRegistry = regVersion
-	return s.publishCompiled(res.Snapshot, ws)
+	return s.publishCompiled(res, ws)
 }
 
 // setNextExpiry must be called with s.mu held.
@@ -169,7 +174,7 @@ func (s *Server) recompile() {
 		return
 	}
 	s.setNextExpiry(res.NextExpiry)
-	if err := s.publishCompiled(res.Snapshot, ws); err != nil {
+	if err := s.publishCompiled(res, ws); err != nil {
 		s.log.Error("control: publish", "err", err)
 	}
 }

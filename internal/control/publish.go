@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"swimlane.dev/swimlane/internal/compile"
 	"swimlane.dev/swimlane/internal/controlapi"
 	"swimlane.dev/swimlane/internal/registry"
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -107,11 +108,13 @@ func encodeServices(services []*snapshot.Service) ([][]byte, error) {
 	return encoded, errors.Join(errs...)
 }
 
-// publishCompiled publishes a freshly compiled, unprepared snapshot built from workloads. When
+// publishCompiled publishes a fresh compile of workloads, whose snapshot is unprepared. When
 // only services changed, it is published as a delta of those, and only those are prepared:
 // the others are the previous version's, which encode the same. It must be called with s.mu
 // held.
-func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.Workload) error {
+func (s *Server) publishCompiled(res *compile.Compiled, workloads []registry.Workload) error {
+	s.compiles++
+	snap := res.Snapshot
 	snap.Version = s.version + 1
 	// Encoded as compiled, before Prepare (which normalises a few fields, such as header name
 	// case), so that every compile of an unchanged service encodes the same.
@@ -134,7 +137,7 @@ func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.W
 			return err
 		}
 		s.commit(pub, nil)
-		s.workloads, s.patched = workloads, nil
+		s.workloads, s.patched, s.membership = workloads, nil, res.Membership
 		return nil
 	}
 	delta := &controlapi.Delta{BaseVersion: prev.Version}
@@ -154,34 +157,93 @@ func (s *Server) publishCompiled(snap *snapshot.Snapshot, workloads []registry.W
 		return err
 	}
 	s.commit(pub, delta)
-	s.workloads, s.patched = workloads, nil
+	s.workloads, s.patched, s.membership = workloads, nil, res.Membership
 	return nil
 }
 
-// patchEndpoints publishes the registry's changes since the current snapshot by patching its
-// endpoints, if they are only existing workloads' new addresses or health; it reports
-// whether it did. It must be called with s.mu held.
+// patchEndpoints publishes the registry's changes since the current snapshot (workloads
+// added, removed, moved, marked or relabelled) by patching the endpoints of the services they
+// leave and join, without compiling: which services a workload belongs to is the last
+// compile's Membership, since a registry change alters no selector. It reports whether it
+// did. It must be called with s.mu held.
 func (s *Server) patchEndpoints() bool {
 	changed, removed, version, ok := s.reg.ChangedSince(s.current.RegistryVersion)
 	if !ok {
 		return false
 	}
-	changes, ok := s.endpointChanges(changed, removed)
-	if !ok {
-		return false
-	}
 	s.compiledRegistry = version
-	if err := s.publishEndpoints(changes); err != nil {
+	if err := s.publishEndpoints(s.endpointChanges(changed, removed)); err != nil {
 		s.log.Error("control: endpoint patch failed; compiling instead", "err", err)
 		return false
 	}
 	if s.patched == nil {
-		s.patched = map[string]registry.Workload{}
+		s.patched = map[string]*registry.Workload{}
 	}
-	for _, w := range changed {
-		s.patched[w.Name] = w
+	for _, name := range removed {
+		if _, ok := s.compiledWorkload(name); ok {
+			s.patched[name] = nil
+		} else {
+			delete(s.patched, name) // added since the compile: forget it, so churn stays bounded
+		}
+	}
+	for i := range changed {
+		s.patched[changed[i].Name] = &changed[i]
 	}
 	return true
+}
+
+// endpointChanges turns the registry's changes since the current snapshot (changed: the
+// workloads as they are now; removed: names) into endpoint changes of the services each
+// workload leaves, stays in and joins. It must be called with s.mu held.
+func (s *Server) endpointChanges(changed []registry.Workload, removed []string) []snapshot.EndpointChange {
+	var changes []snapshot.EndpointChange
+	for _, name := range removed {
+		if was, ok := s.workload(name); ok { // else added and removed again
+			changes = s.moveWorkload(changes, &was, nil)
+		}
+	}
+	for i := range changed {
+		if was, ok := s.workload(changed[i].Name); !ok {
+			changes = s.moveWorkload(changes, nil, &changed[i])
+		} else if !sameWorkload(&was, &changed[i]) {
+			changes = s.moveWorkload(changes, &was, &changed[i])
+		}
+	}
+	return changes
+}
+
+// moveWorkload appends the endpoint changes that take workload was (nil: none) to now (nil:
+// gone) in every service either belongs to.
+func (s *Server) moveWorkload(changes []snapshot.EndpointChange, was, now *registry.Workload) []snapshot.EndpointChange {
+	var before, after []string
+	var from, to *snapshot.Endpoint
+	if was != nil {
+		before = s.membership.Services(was.Labels)
+		ep := was.Endpoint()
+		from = &ep
+	}
+	if now != nil {
+		after = s.membership.Services(now.Labels)
+		ep := now.Endpoint()
+		to = &ep
+	}
+	for _, name := range before {
+		if slices.Contains(after, name) {
+			changes = append(changes, snapshot.EndpointChange{Service: name, From: from, To: to})
+		} else {
+			changes = append(changes, snapshot.EndpointChange{Service: name, From: from})
+		}
+	}
+	for _, name := range after {
+		if !slices.Contains(before, name) {
+			changes = append(changes, snapshot.EndpointChange{Service: name, To: to})
+		}
+	}
+	return changes
+}
+
+func sameWorkload(a, b *registry.Workload) bool {
+	return a.Address == b.Address && a.Protocol == b.Protocol && a.Health == b.Health && maps.Equal(a.Labels, b.Labels)
 }
 
 // publishEndpoints publishes the current snapshot with changes applied to its endpoints,
@@ -189,7 +251,7 @@ func (s *Server) patchEndpoints() bool {
 // encoded. It must be called with s.mu held.
 func (s *Server) publishEndpoints(changes []snapshot.EndpointChange) error {
 	prev := s.current
-	snap, copied, err := prev.Snapshot.ReplaceEndpoints(s.version+1, changes)
+	snap, copied, err := prev.Snapshot.PatchEndpoints(s.version+1, changes)
 	if err != nil {
 		return err
 	}
@@ -250,36 +312,21 @@ func (s *Server) updates(has uint64, deltas bool) (msgs []*controlapi.Snapshot, 
 	return nil, s.current, s.changed
 }
 
-// endpointChanges tells whether the registry's changes since the current snapshot (changed:
-// the workloads as they are now; removed: names) are only existing workloads' new addresses
-// or health (same names, protocols and labels), and if so returns them as endpoint changes.
-// It must be called with s.mu held.
-func (s *Server) endpointChanges(changed []registry.Workload, removed []string) ([]snapshot.EndpointChange, bool) {
-	for _, name := range removed {
-		if _, ok := s.workload(name); ok {
-			return nil, false
-		} // else added and removed again
-	}
-	var changes []snapshot.EndpointChange
-	for i := range changed {
-		now := &changed[i]
-		was, ok := s.workload(now.Name)
-		switch {
-		case !ok, was.Protocol != now.Protocol, !maps.Equal(was.Labels, now.Labels):
-			return nil, false
-		case was.Address != now.Address, was.Health != now.Health:
-			changes = append(changes, snapshot.EndpointChange{From: was.Endpoint(), To: now.Endpoint()})
-		}
-	}
-	return changes, true
-}
-
 // workload returns the workload named name as the current snapshot knows it. It must be
 // called with s.mu held.
 func (s *Server) workload(name string) (registry.Workload, bool) {
 	if w, ok := s.patched[name]; ok {
-		return w, true
+		if w == nil {
+			return registry.Workload{}, false // removed since the compile
+		}
+		return *w, true
 	}
+	return s.compiledWorkload(name)
+}
+
+// compiledWorkload returns the workload named name as the last compile saw it. It must be
+// called with s.mu held.
+func (s *Server) compiledWorkload(name string) (registry.Workload, bool) {
 	i, ok := slices.BinarySearchFunc(s.workloads, name, func(w registry.Workload, name string) int { return strings.Compare(w.Name, name) })
 	if !ok {
 		return registry.Workload{}, false

@@ -61,14 +61,49 @@ func (s *seedMesh) apply(step, name string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	before := strings.Count(s.p.out.String(), `msg="config applied"`)
-	writeAtomically(s.t, filepath.Join(s.live, name), string(data))
-	eventually(s.t, 10*time.Second, "step "+step+" to apply", func() bool {
-		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
-	})
+	s.edit("step "+step, func() { writeAtomically(s.t, filepath.Join(s.live, name), string(data)) })
 	if strings.Contains(s.p.out.String()[len(s.p.out.String())/2:], "config rejected") {
 		s.t.Fatalf("step %s rejected:\n%s", step, s.p.out.String())
 	}
+}
+
+var configApplied = regexp.MustCompile(`msg="config applied" version=(\d+)`)
+
+// edit runs change (an edit of the watched folder) and waits until the control plane has
+// applied a new config and every proxy runs it: the control plane logs the version it
+// published, and the proxies take it a moment later.
+func (s *seedMesh) edit(what string, change func()) {
+	s.t.Helper()
+	before := len(configApplied.FindAllString(s.p.out.String(), -1))
+	change()
+	var version uint64
+	eventually(s.t, 10*time.Second, what+" to apply", func() bool {
+		all := configApplied.FindAllStringSubmatch(s.p.out.String(), -1)
+		if len(all) <= before {
+			return false
+		}
+		version, _ = strconv.ParseUint(all[len(all)-1][1], 10, 64)
+		return true
+	})
+	eventually(s.t, 10*time.Second, fmt.Sprintf("every proxy to run version %d", version), func() bool {
+		res, err := http.Get("http://" + s.admin + "/proxies")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var proxies []struct {
+			Version uint64 `json:"snapshotVersion"`
+		}
+		if json.NewDecoder(res.Body).Decode(&proxies) != nil || len(proxies) == 0 {
+			return false
+		}
+		for _, p := range proxies {
+			if p.Version < version {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // serverAddr waits for the Istio Gateway server port to listen and returns its address.
@@ -235,11 +270,7 @@ func TestSeed004(t *testing.T) {
 	s.apply("2-canary.yaml", "vs.yaml")
 	within5Sigma(t, "canary 90/10: v2", count(400)["v2"], 400, 0.1)
 
-	before := strings.Count(s.p.out.String(), `msg="config applied"`)
-	os.Remove(filepath.Join(s.live, "vs.yaml"))
-	eventually(t, 10*time.Second, "the removal to apply", func() bool {
-		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
-	})
+	s.edit("the removal", func() { os.Remove(filepath.Join(s.live, "vs.yaml")) })
 	within5Sigma(t, "full release: v2", count(400)["v2"], 400, 0.5)
 }
 
@@ -350,8 +381,8 @@ func TestSeed002Egress(t *testing.T) {
 		t.Fatalf("before the ServiceEntry: %d %q, want 502 naming REGISTRY_ONLY", code, body)
 	}
 	host, port, _ := net.SplitHostPort(lis.Addr().String())
-	before := strings.Count(s.p.out.String(), `msg="config applied"`)
-	writeAtomically(t, filepath.Join(s.live, "egress.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1alpha3
+	s.edit("the ServiceEntry", func() {
+		writeAtomically(t, filepath.Join(s.live, "egress.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1alpha3
 kind: ServiceEntry
 metadata: {name: partner}
 spec:
@@ -361,8 +392,6 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
   endpoints: [{address: %s, ports: {http: %s}}]
 `, host, port))
-	eventually(t, 10*time.Second, "the ServiceEntry to apply", func() bool {
-		return strings.Count(s.p.out.String(), `msg="config applied"`) > before
 	})
 	if code, body := get("http://api.partner.example/time"); code != 200 || !strings.HasPrefix(body, "partner answered") {
 		t.Errorf("after the ServiceEntry: %d %q", code, body)

@@ -97,8 +97,8 @@ func BenchmarkEndpointChangeTo100Proxies(b *testing.B) {
 }
 
 // BenchmarkWorkloadChangeTo100Proxies is BenchmarkEndpointChangeTo100Proxies with a workload
-// added, then removed, alternately: each change takes a full compile and a diff of every
-// service's encoding before the delta goes out.
+// added, then removed, alternately, in a lane of its own: the control plane places it with
+// the last compile's Membership and patches the one service, without compiling.
 func BenchmarkWorkloadChangeTo100Proxies(b *testing.B) {
 	benchSizes(b, func(b *testing.B, services int) {
 		benchPropagation(b, services, 100, workloadAddedOrRemoved)

@@ -3,9 +3,10 @@
 // newest snapshot to every connected proxy.
 //
 //  1. config source (files, later Kubernetes) -> SetConfig: compile; reject whole or adopt
-//  2. registry change                           -> recompile with the last good config; or, when
-//     only existing workloads' addresses or health changed, patch the current snapshot's
-//     endpoints without compiling
+//  2. registry change (workloads added, removed, moved, marked, relabelled) -> patch the
+//     current snapshot's endpoints without compiling: the last compile's Membership says
+//     which services a workload's labels put it in (no registry change alters a selector);
+//     compile again only when a lane expired or the registry's changes are too many to list
 //  3. publish: encode each service once, bump version, wake all watchers; when only services
 //     changed, the version is also a delta (the services that changed, those removed)
 //  4. Watch (gRPC): send current in full, then after each wake the recent deltas in order or,

@@ -12,13 +12,19 @@ import (
 )
 
 // startKiBApp starts an HTTP/1.1 server on 127.0.0.1:0 answering every request with 1 KiB.
-func startKiBApp(tb testing.TB) string {
+func startKiBApp(tb testing.TB) string { return startKiBServer(tb, false) }
+
+// startKiBServer is startKiBApp, speaking HTTP/2 with prior knowledge too when h2c is set.
+func startKiBServer(tb testing.TB, h2c bool) string {
 	tb.Helper()
 	body := make([]byte, 1024)
 	for i := range body {
 		body[i] = 'a' + byte(i%26)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(h2c)
+	srv := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		_, _ = w.Write(body)
 	})}
@@ -107,6 +113,25 @@ func BenchmarkDirectHTTP1(b *testing.B) {
 	url := "http://" + app + "/api/items?id=42"
 	b.Run("no-lane", func(b *testing.B) { benchGet(b, c, url, "web:80", nil) })
 	b.Run("lane", func(b *testing.B) { benchGet(b, c, url, "web:80", hdr("X-Swimlane", "dev")) })
+}
+
+// BenchmarkOutboundH2C is BenchmarkOutboundHTTP1/lane over HTTP/2 with prior knowledge on
+// both sides: an h2c client, the sidecar's outbound listener, an h2c upstream. The proxy's
+// own cost is the difference from BenchmarkDirectH2C.
+func BenchmarkOutboundH2C(b *testing.B) {
+	m := benchMesh(b, meshYAML("web"))
+	m.register(
+		workload("web-main", "web", "main", startKiBServer(b, true), snapshot.HTTP2),
+		workload("web-dev", "web", "dev", startKiBServer(b, true), snapshot.HTTP2),
+	)
+	p := m.newProxy("sidecar~bench")
+	benchGet(b, h2cClient(b), "http://"+outbound(b, p)+"/api/items?id=42", "web:80", hdr("X-Swimlane", "dev"))
+}
+
+// BenchmarkDirectH2C is BenchmarkOutboundH2C's baseline: the same client and upstream, no
+// proxy in between.
+func BenchmarkDirectH2C(b *testing.B) {
+	benchGet(b, h2cClient(b), "http://"+startKiBServer(b, true)+"/api/items?id=42", "web:80", hdr("X-Swimlane", "dev"))
 }
 
 // BenchmarkOutboundHTTP1Parallel is BenchmarkOutboundHTTP1/lane with concurrent clients (one

@@ -304,7 +304,7 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	line, rest := cutLine(head)
 	method, line, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(line, " ")
-	if !ok1 || !ok2 || method == "" || target == "" {
+	if !ok1 || !ok2 || !isToken(method) || target == "" {
 		return nil, http.StatusBadRequest, "malformed request line"
 	}
 	if proto != "HTTP/1.1" || method == http.MethodConnect {
@@ -362,7 +362,7 @@ func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
 			return nil, true, false
 		}
 		k, v, found := strings.Cut(hl, ":")
-		if !found || !validHeaderName(k) {
+		if !found || !isToken(k) {
 			return nil, false, false
 		}
 		if !isCanonical(k) {
@@ -380,10 +380,13 @@ func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
 }
 
 // validHead reports whether a head is free of control characters other than tab and line
-// ends, which a request could otherwise smuggle into what the proxy forwards.
+// ends, which a request could otherwise smuggle into what the proxy forwards. A CR must end a
+// line: a bare one is a line end to some parsers and part of a value to others (RFC 9112
+// section 2.2).
 func validHead(head string) bool {
 	for i := 0; i < len(head); i++ {
-		if c := head[i]; c < ' ' && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
+		c := head[i]
+		if c < ' ' && c != '\t' && c != '\r' && c != '\n' || c == 0x7f || c == '\r' && (i+1 == len(head) || head[i+1] != '\n') {
 			return false
 		}
 	}
@@ -403,8 +406,9 @@ func cutLine(s string) (line, rest string) {
 	return line, rest
 }
 
-// validHeaderName reports whether k is an HTTP token (RFC 9110 section 5.1).
-func validHeaderName(k string) bool {
+// isToken reports whether k is an HTTP token (RFC 9110 section 5.6.2): what a method and a
+// header name must be.
+func isToken(k string) bool {
 	if k == "" {
 		return false
 	}
@@ -434,11 +438,9 @@ func isCanonical(k string) bool {
 // parseTarget parses a request target in origin form ("/path?query"), absolute form
 // ("http://host/path", sent to a proxy) or asterisk form ("*").
 func parseTarget(u *url.URL, target string) error {
-	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && strings.IndexByte(target, '#') < 0 {
-		u.Path, u.RawQuery, u.ForceQuery = target, "", false
-		if i := strings.IndexByte(target, '?'); i >= 0 {
-			u.Path, u.RawQuery, u.ForceQuery = target[:i], target[i+1:], i == len(target)-1
-		}
+	path, query, hasQuery := strings.Cut(target, "?")
+	if path != "" && path[0] == '/' && plainPath(path) && strings.IndexByte(query, '#') < 0 {
+		u.Path, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
 		return nil
 	}
 	if target == "*" {
@@ -452,6 +454,26 @@ func parseTarget(u *url.URL, target string) error {
 	*u = *parsed
 	return nil
 }
+
+// plainPath reports whether path is made only of bytes that url.URL.EscapedPath writes as
+// they are, so that a URL holding it as Path alone forwards it unchanged. Any other path (with
+// escapes, or "!", "(" or "'" that EscapedPath would escape) goes through url.ParseRequestURI,
+// which keeps the original spelling in RawPath.
+func plainPath(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if !plainPathBytes[path[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var plainPathBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~$&+,/:;=@", byte(c)) >= 0
+	}
+	return t
+}()
 
 // requestBody sets the request's body from its framing headers.
 func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
@@ -481,6 +503,7 @@ func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
 		if err != nil {
 			return http.StatusBadRequest, "bad Content-Length"
 		}
+		h["Content-Length"] = cl[:1] // repeated alike, it is forwarded once, as net/http does
 		r.ContentLength = int64(n)
 		b.n = int64(n)
 	}
@@ -599,7 +622,7 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 		n, err = b.chunked.Read(p)
 		if err == io.EOF {
 			// The trailer section (usually empty) ends the body.
-			if _, terr := textproto.NewReader(b.sc.br).ReadMIMEHeader(); terr != nil {
+			if terr := readTrailerSection(b.sc.br); terr != nil {
 				err = terr
 			}
 		}
@@ -622,6 +645,34 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// readTrailerSection reads what follows a chunked body's last chunk, as net/http does: an
+// empty line (the usual case), else trailer fields, which are dropped. Cut short, the body is
+// not whole. Trailer fields must end with CRLF CRLF within what br buffers, which bounds them.
+func readTrailerSection(br *bufio.Reader) error {
+	if end, err := br.Peek(2); err != nil {
+		return io.ErrUnexpectedEOF
+	} else if string(end) == "\r\n" {
+		_, _ = br.Discard(2)
+		return nil
+	}
+	for n := 4; ; n++ {
+		next, err := br.Peek(n)
+		if bytes.HasSuffix(next, []byte("\r\n\r\n")) {
+			break
+		}
+		if err != nil {
+			return errors.New("proxy: trailer section too long or cut short")
+		}
+	}
+	if _, err := textproto.NewReader(br).ReadMIMEHeader(); err != nil {
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
 }
 
 // Close does nothing: what the handler left unread is discarded after the answer, as

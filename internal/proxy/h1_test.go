@@ -288,6 +288,75 @@ spec:
 	}
 }
 
+// TestH1UpstreamConnectionReuse: a pooled upstream connection carries one caller's answer
+// only. Bytes an upstream sends past an answer (a HEAD answered with a body, an answer nobody
+// asked for, a 101 to a plain request) must not become another caller's answer; and a POST
+// the upstream may have received on a connection it then closed is not sent again.
+func TestH1UpstreamConnectionReuse(t *testing.T) {
+	t.Parallel()
+	const poison = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"
+	var posts atomic.Int32
+	app, _ := rawApp(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			switch {
+			case req.Method == "HEAD": // an answer to HEAD, then a body it must not have
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(poison), poison)
+			case req.URL.Path == "/switch":
+				fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"+poison)
+			case req.URL.Path == "/unasked": // a right answer, then one nobody asked for
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+				time.Sleep(10 * time.Millisecond)
+				fmt.Fprint(c, poison)
+			case req.Method == "POST":
+				if posts.Add(1) == 2 {
+					return // took the request, then closed without answering
+				}
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+			default:
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+			}
+		}
+	})
+	m := newMesh(t, meshYAML("web")+`---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http: [{route: [{destination: {host: web}}], retries: {attempts: 0}}]
+`)
+	m.register(workload("web-main", "web", "main", app, snapshot.HTTP))
+	out := outbound(t, m.newProxy("sidecar~client"))
+	get := func(method, path string) response {
+		t.Helper()
+		return do(t, httpClient(t, out), method, "http://web"+path, "", nil) // a new caller each time
+	}
+	for _, first := range []struct{ method, path string }{{"HEAD", "/"}, {"GET", "/switch"}, {"GET", "/unasked"}} {
+		res := get(first.method, first.path)
+		if first.path == "/switch" && res.StatusCode != http.StatusBadGateway {
+			t.Errorf("a 101 to a plain request: %d, want 502", res.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond) // let the unasked bytes arrive on the pooled connection
+		if res := get("GET", "/private"); res.body != "real" {
+			t.Errorf("after %s %s, the next caller got %d %q, want its own answer", first.method, first.path, res.StatusCode, res.body)
+		}
+	}
+	if res := get("POST", "/charge"); res.body != "real" {
+		t.Fatalf("first POST: %d %q", res.StatusCode, res.body)
+	}
+	if res := get("POST", "/charge"); res.StatusCode != http.StatusBadGateway {
+		t.Errorf("a POST the upstream took and dropped: %d %q, want 502", res.StatusCode, res.body)
+	}
+	if n := posts.Load(); n != 2 {
+		t.Errorf("the upstream received %d POSTs for 2 sent: a POST was sent again", n)
+	}
+}
+
 // TestH1UpstreamCutShort: an upstream that dies mid-body must not pass for a whole answer:
 // the client's connection is cut, so it sees an error (before or during the body), never a
 // short body that looks complete.

@@ -32,7 +32,10 @@ type h1Client struct {
 	idleTimeout time.Duration // an idle connection older than this is closed, not reused
 
 	mu   sync.Mutex
-	idle map[string][]*h1Conn // per address, most recently used last
+	idle map[string][]*h1Conn // per address, most recently used last; no empty lists
+	// reaper closes the connections idle past idleTimeout, those of endpoints that went away
+	// included; armed while any connection is idle (a timer, not a goroutine).
+	reaper *time.Timer
 }
 
 func newH1Client(dialer *net.Dialer) *h1Client {
@@ -70,13 +73,18 @@ func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 	for list := c.idle[addr]; len(list) > 0; list = c.idle[addr] {
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
-		c.idle[addr] = list[:len(list)-1]
-		if now.Sub(pc.idleFrom) < c.idleTimeout {
-			c.mu.Unlock()
+		if len(list) == 1 {
+			delete(c.idle, addr)
+		} else {
+			c.idle[addr] = list[:len(list)-1]
+		}
+		c.mu.Unlock()
+		// An idle connection with something to read (an answer nobody asked for, bytes past
+		// the last answer, a close) would hand them to this request as its answer.
+		if now.Sub(pc.idleFrom) < c.idleTimeout && idleQuiet(pc.Conn) {
 			pc.reused = true
 			return pc, nil
 		}
-		c.mu.Unlock()
 		pc.close()
 		c.mu.Lock()
 	}
@@ -96,17 +104,57 @@ func (c *h1Client) dial(ctx context.Context, addr string) (*h1Conn, error) {
 	return &h1Conn{Conn: conn, addr: addr, br: br, bw: bw}, nil
 }
 
-// put returns a connection whose last answer was read to its end.
+// put returns a connection whose last answer was read to its end. One that holds bytes past
+// that answer is closed instead: they would become the next request's answer.
 func (c *h1Client) put(pc *h1Conn) {
+	if pc.br.Buffered() > 0 {
+		pc.close()
+		return
+	}
 	pc.idleFrom = time.Now()
 	c.mu.Lock()
 	if list := c.idle[pc.addr]; len(list) < c.maxIdle {
 		c.idle[pc.addr] = append(list, pc)
+		if c.reaper == nil {
+			c.reaper = time.AfterFunc(c.idleTimeout, c.reap)
+		}
 		c.mu.Unlock()
 		return
 	}
 	c.mu.Unlock()
 	pc.close()
+}
+
+// reap closes the connections idle for idleTimeout or more, and arms itself again while any
+// connection is idle.
+func (c *h1Client) reap() {
+	now := time.Now()
+	var expired []*h1Conn
+	c.mu.Lock()
+	for addr, list := range c.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleFrom) >= c.idleTimeout {
+				expired = append(expired, pc)
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(c.idle, addr)
+		} else {
+			c.idle[addr] = kept
+		}
+	}
+	c.reaper = nil
+	if len(c.idle) > 0 {
+		c.reaper = time.AfterFunc(c.idleTimeout/2, c.reap)
+	}
+	c.mu.Unlock()
+	for _, pc := range expired {
+		pc.close()
+	}
 }
 
 func (pc *h1Conn) close() {
@@ -122,8 +170,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // RoundTrip sends req (whose URL.Host is the address to connect to) and reads the answer's
 // head; the body streams from the connection, which goes back to the pool when the body is
-// read to its end. A reused connection the upstream had closed meanwhile is retried once on a
-// new one, as net/http does: the upstream never saw the request.
+// read to its end. A request that failed on a reused connection before any answer arrived
+// (the upstream had closed it meanwhile) is sent again on a new one when it is safe to repeat
+// (replayable), as net/http does: the upstream may have seen it.
 func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	var body []byte
@@ -156,10 +205,20 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !pc.reused || !errors.Is(err, errNothingRead) {
+		if !pc.reused || !errors.Is(err, errNothingRead) || !replayable(req) {
 			return nil, err
 		}
 	}
+}
+
+// replayable reports whether req may be sent again after the upstream may have received it:
+// an idempotent method, or an idempotency key (net/http's rule).
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil
 }
 
 // errNothingRead marks a connection that failed before any byte of the answer arrived.
@@ -352,6 +411,7 @@ func asciiEqualFold(a, b string) bool {
 
 // readResponseHead reads a status line and headers, skipping 1xx informational answers.
 func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
 		pc.head, err = readHead(pc.br, pc.head[:0], false)
@@ -362,6 +422,9 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("reading the upstream's answer: %w", err)
 		}
 		head := string(pc.head) // the one allocation behind every string of the head
+		if !validHead(head) {
+			return nil, errors.New("control character in the upstream's answer head")
+		}
 		line, rest := cutLine(head)
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
@@ -371,7 +434,14 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 		if !ok {
 			return nil, errors.New("malformed header line from the upstream")
 		}
-		if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		if status == http.StatusSwitchingProtocols {
+			// Plain requests carry no Upgrade: nothing asked the upstream to switch.
+			return nil, errors.New("the upstream switched protocols, which the request did not ask for")
+		}
+		if status < 200 {
+			if informational += len(pc.head); informational > maxHeadBytes {
+				return nil, errors.New("the upstream sent more informational (1xx) answers than a head may hold")
+			}
 			continue
 		}
 		resp := &http.Response{
@@ -409,6 +479,9 @@ func parseStatusLine(line string) (proto string, status int, ok bool) {
 		}
 		n = n*10 + int(code[i]-'0')
 	}
+	if n < 100 { // no such status (RFC 9110 section 15)
+		return "", 0, false
+	}
 	return line[:8], n, true
 }
 
@@ -416,23 +489,31 @@ func parseStatusLine(line string) (proto string, status int, ok bool) {
 func framing(resp *http.Response) error {
 	h := resp.Header
 	resp.ContentLength = -1
-	if te := h["Transfer-Encoding"]; te != nil {
-		if len(te) != 1 || !asciiEqualFold(textproto.TrimString(te[0]), "chunked") {
-			return fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
-		}
-		resp.TransferEncoding = []string{"chunked"}
-		delete(h, "Content-Length") // chunked wins (RFC 9112 section 6.3)
-	} else if cl := h["Content-Length"]; cl != nil {
+	// Content-Length is checked even beside Transfer-Encoding, as net/http does.
+	if cl := h["Content-Length"]; cl != nil {
 		for _, v := range cl[1:] {
 			if v != cl[0] {
 				return fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
 			}
 		}
-		n, err := strconv.ParseInt(textproto.TrimString(cl[0]), 10, 64)
-		if err != nil || n < 0 {
+		n, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63) // no sign, as net/http
+		if err != nil {
 			return fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
 		}
-		resp.ContentLength = n
+		resp.ContentLength = int64(n)
+		h["Content-Length"] = cl[:1] // repeated alike, it is passed on once, as net/http does
+	}
+	// HTTP/1.0 has no transfer codings: such an answer's Transfer-Encoding is ignored, as
+	// net/http does (it is hop-by-hop, so it is not passed on either).
+	if te := h["Transfer-Encoding"]; te != nil && resp.ProtoMinor == 1 {
+		if len(te) != 1 || !asciiEqualFold(textproto.TrimString(te[0]), "chunked") {
+			return fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
+		}
+		resp.TransferEncoding = []string{"chunked"}
+		resp.ContentLength = -1
+		if bodyAllowed(resp.Request.Method, resp.StatusCode) {
+			delete(h, "Content-Length") // chunked wins (RFC 9112 section 6.3)
+		} // else no body follows, and the length describes what a GET would get, as for HEAD
 	}
 	resp.Close = hasToken(h["Connection"], "close") || resp.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive")
 	return nil
@@ -517,7 +598,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 
 // readTrailer reads the trailer section after a chunked body's last chunk.
 func (b *h1Body) readTrailer() error {
-	trailer, err := textproto.NewReader(b.pc.br).ReadMIMEHeader()
+	trailer, err := readTrailerSection(b.pc.br)
 	if err != nil {
 		return fmt.Errorf("reading the upstream's trailers: %w", err)
 	}

@@ -622,7 +622,7 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 		n, err = b.chunked.Read(p)
 		if err == io.EOF {
 			// The trailer section (usually empty) ends the body.
-			if terr := readTrailerSection(b.sc.br); terr != nil {
+			if _, terr := readTrailerSection(b.sc.br); terr != nil { // request trailers are dropped
 				err = terr
 			}
 		}
@@ -648,14 +648,14 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 }
 
 // readTrailerSection reads what follows a chunked body's last chunk, as net/http does: an
-// empty line (the usual case), else trailer fields, which are dropped. Cut short, the body is
-// not whole. Trailer fields must end with CRLF CRLF within what br buffers, which bounds them.
-func readTrailerSection(br *bufio.Reader) error {
+// empty line (the usual case), else trailer fields. Cut short, the body is not whole. Trailer
+// fields must end with CRLF CRLF within what br buffers, which bounds them.
+func readTrailerSection(br *bufio.Reader) (http.Header, error) {
 	if end, err := br.Peek(2); err != nil {
-		return io.ErrUnexpectedEOF
+		return nil, io.ErrUnexpectedEOF
 	} else if string(end) == "\r\n" {
 		_, _ = br.Discard(2)
-		return nil
+		return nil, nil
 	}
 	for n := 4; ; n++ {
 		next, err := br.Peek(n)
@@ -663,16 +663,14 @@ func readTrailerSection(br *bufio.Reader) error {
 			break
 		}
 		if err != nil {
-			return errors.New("proxy: trailer section too long or cut short")
+			return nil, errors.New("trailer section too long or cut short")
 		}
 	}
-	if _, err := textproto.NewReader(br).ReadMIMEHeader(); err != nil {
-		if err == io.EOF {
-			return io.ErrUnexpectedEOF
-		}
-		return err
+	trailer, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
 	}
-	return nil
+	return http.Header(trailer), err
 }
 
 // Close does nothing: what the handler left unread is discarded after the answer, as

@@ -83,3 +83,68 @@ func FuzzH1Request(f *testing.F) {
 		same("body error", gotErr != nil, wantErr != nil)
 	})
 }
+
+// FuzzH1Response checks the own HTTP/1.1 client's reading of an upstream's answer against
+// http.ReadResponse on the same bytes: an answer it accepts, net/http must accept too, with
+// the same status, headers, framing and body, so that the proxy passes on what a net/http
+// client would have seen.
+func FuzzH1Response(f *testing.F) {
+	for _, seed := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+		"HTTP/1.0 200 OK\r\n\r\nuntil close",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
+		"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200\r\nX: a\r\n\r\n",
+	} {
+		f.Add([]byte(seed), false)
+	}
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), true)
+	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
+		if bytes.HasPrefix(raw, []byte("HTTP/1.1 1")) || bytes.HasPrefix(raw, []byte("HTTP/1.0 1")) {
+			return // 1xx answers are skipped here and returned by http.ReadResponse
+		}
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		req, _ := http.NewRequest(method, "http://upstream/", nil)
+		client, server := net.Pipe()
+		defer client.Close()
+		pc := &h1Conn{Conn: server, br: bufio.NewReader(bytes.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
+		got, err := newH1Client(nil).exchange(req.Context(), pc, req, nil)
+		if err != nil {
+			return
+		}
+		want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
+		if err != nil {
+			t.Fatalf("the own client accepts what net/http refuses (%v):\n%q", err, raw)
+		}
+		same := func(what string, g, w any) {
+			t.Helper()
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("%s: own client %#v, net/http %#v, for\n%q", what, g, w, raw)
+			}
+		}
+		same("status", got.StatusCode, want.StatusCode)
+		// Hop-by-hop headers are not passed on (forwardPlain drops them); net/http drops some
+		// of them already when reading.
+		for k := range hopHeaders {
+			delete(got.Header, k)
+			delete(want.Header, k)
+		}
+		same("header", got.Header, want.Header)
+		if !head { // an answer to HEAD has no body: its Content-Length header is passed on as is
+			same("content length", got.ContentLength, want.ContentLength)
+		}
+		same("transfer encoding", got.TransferEncoding, want.TransferEncoding)
+		same("close", got.Close, want.Close)
+		gotBody, gotErr := io.ReadAll(io.LimitReader(got.Body, 1<<20))
+		wantBody, wantErr := io.ReadAll(io.LimitReader(want.Body, 1<<20))
+		same("body", gotBody, wantBody)
+		same("body error", gotErr != nil, wantErr != nil)
+		same("trailer", got.Trailer, want.Trailer)
+	})
+}

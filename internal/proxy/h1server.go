@@ -33,7 +33,7 @@ func serveHTTP(ctx context.Context, lis net.Listener, handler http.Handler) erro
 	std := &http.Server{
 		Handler:           handler,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: headReadTimeout,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if t, ok := c.(interface{ tunnelTarget() string }); ok {
 				return context.WithValue(ctx, tunnelKey{}, t.tunnelTarget())
@@ -157,11 +157,11 @@ func (s *h1Server) forget(c *h1ServerConn) {
 }
 
 // Limits on a request head: its size (net/http's default), and the time it may take to arrive
-// once begun (what serveHTTP gave net/http as ReadHeaderTimeout).
-const (
-	maxHeadBytes    = 1 << 20
-	headReadTimeout = 30 * time.Second
-)
+// once begun, or on a new connection from the accept (what serveHTTP gives net/http as
+// ReadHeaderTimeout). headReadTimeout is a variable for tests.
+const maxHeadBytes = 1 << 20
+
+var headReadTimeout = 30 * time.Second
 
 var (
 	h1ServerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
@@ -190,6 +190,10 @@ func (s *h1Server) serveConn(c net.Conn) {
 	sc.bw = h1ServerWriters.Get().(*bufio.Writer)
 	sc.bw.Reset(c)
 	handedOff := false
+	// A new connection gets headReadTimeout to send its first head whole, so that a client
+	// cannot hold one open by sending nothing.
+	first := true
+	_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
 	defer func() {
 		s.forget(sc)
 		if !handedOff {
@@ -214,14 +218,16 @@ func (s *h1Server) serveConn(c net.Conn) {
 		// cannot hold a connection by sending it slowly. Most heads come in one piece, which
 		// spares a timer per request.
 		buffered, _ := sc.br.Peek(sc.br.Buffered())
+		buffered = bytes.TrimLeft(buffered, "\r\n") // empty lines before a head do not make it whole
 		slow := !bytes.Contains(buffered, []byte("\n\r\n")) && !bytes.Contains(buffered, []byte("\n\n"))
-		if slow {
+		if slow && !first {
 			_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
 		}
 		err := sc.readHead()
-		if slow {
+		if slow || first {
 			_ = c.SetReadDeadline(time.Time{})
 		}
+		first = false
 		if err != nil {
 			if errors.Is(err, errHeadTooLarge) {
 				sc.reject(http.StatusRequestHeaderFieldsTooLarge, "request head too large")
@@ -241,6 +247,9 @@ func (s *h1Server) serveConn(c net.Conn) {
 		if !sc.serveRequest(rq) {
 			return
 		}
+		if cap(sc.head) > 64<<10 {
+			sc.head = nil // a large head's buffer is not kept for the connection's life
+		}
 	}
 }
 
@@ -257,9 +266,10 @@ func (sc *h1ServerConn) readHead() (err error) {
 func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
 	start := len(buf)
 	lineStart := start
+	skipped := 0 // empty lines skipped before the start line count toward the limit too
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(buf)+len(line)-start > maxHeadBytes {
+		if skipped+len(buf)+len(line)-start > maxHeadBytes {
 			return buf, errHeadTooLarge
 		}
 		buf = append(buf, line...)
@@ -274,6 +284,7 @@ func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
 				if !skipEmpty {
 					return buf, errors.New("empty line where a status line was expected")
 				}
+				skipped += len(buf) - start
 				buf = buf[:start]
 				continue
 			}
@@ -328,6 +339,9 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	hosts := h["Host"]
 	if len(hosts) != 1 {
 		return nil, http.StatusBadRequest, "missing or repeated Host header"
+	}
+	if !validHost(hosts[0]) {
+		return nil, http.StatusBadRequest, "malformed Host header"
 	}
 	r.Host = hosts[0]
 	delete(h, "Host")
@@ -420,6 +434,24 @@ func isToken(k string) bool {
 	}
 	return true
 }
+
+// validHost reports whether a Host header holds only what a host, port or IP literal may
+// (net/http's check).
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if !hostBytes[h[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!$%&'()*+,-.:;=[]_~", byte(c)) >= 0
+	}
+	return t
+}()
 
 // isCanonical reports whether k is already in canonical form ("Content-Type"), the common
 // case, which then needs no copy.
@@ -572,8 +604,10 @@ func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
 	w.sc, w.req, w.status, w.contentLength = sc, r, 0, -1
 	w.keepAlive = !r.Close
 	sc.pending = sc.pending[:0]
+	w.body = &rq.body
 	defer func() {
 		if v := recover(); v != nil {
+			rq.body.end(false)
 			keepAlive = false
 			if v != http.ErrAbortHandler {
 				buf := make([]byte, 64<<10)
@@ -583,14 +617,19 @@ func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
 		}
 	}()
 	sc.s.handler.ServeHTTP(w, r)
-	if !w.finish() {
-		return false
-	}
-	return w.keepAlive && rq.body.discardRest()
+	return rq.body.end(w.finish() && w.keepAlive)
 }
 
 // h1RequestBody reads a request body from the connection.
 type h1RequestBody struct {
+	// mu serialises reads with end: a transport may go on reading the body from its own
+	// goroutine after its round trip returned, and must not once the connection moved on.
+	mu     sync.Mutex
+	closed bool
+	// continueMu orders "100 Continue" before the answer's head: once the head is on its way
+	// (headSent), no 100 follows it.
+	continueMu     sync.Mutex
+	headSent       bool
 	sc             *h1ServerConn
 	chunked        io.Reader // set for a chunked body
 	n              int64     // bytes left of a fixed-length body; -1 for chunked
@@ -601,6 +640,15 @@ type h1RequestBody struct {
 }
 
 func (b *h1RequestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.read(p)
+}
+
+func (b *h1RequestBody) read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
@@ -610,7 +658,7 @@ func (b *h1RequestBody) Read(p []byte) (int, error) {
 	if !b.started {
 		b.started = true
 		if b.expectContinue {
-			if _, err := b.sc.conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+			if err := b.sendContinue(); err != nil {
 				b.err = err
 				return 0, err
 			}
@@ -677,10 +725,42 @@ func readTrailerSection(br *bufio.Reader) (http.Header, error) {
 // net/http does, so the connection can serve the next request.
 func (b *h1RequestBody) Close() error { return nil }
 
-// discardRest reads what the handler left of the body; it reports whether the connection can
-// serve another request (a large rest, a broken body, or a body the client never sent because
-// it still waits for 100 Continue, end it).
-func (b *h1RequestBody) discardRest() bool {
+// sendContinue answers "100 Continue", unless the answer's head went first (the client then
+// sends its body after a wait of its own, as with net/http).
+func (b *h1RequestBody) sendContinue() error {
+	b.continueMu.Lock()
+	defer b.continueMu.Unlock()
+	if b.headSent {
+		return nil
+	}
+	_, err := b.sc.conn.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	return err
+}
+
+// willSendHead is called before the answer's head is written: no 100 Continue may follow.
+func (b *h1RequestBody) willSendHead() {
+	b.continueMu.Lock()
+	b.headSent = true
+	b.continueMu.Unlock()
+}
+
+// end closes the body once the handler is done: reads after it fail. With keepAlive it then
+// reads what the handler left of the body and reports whether the connection can serve
+// another request (a large rest, a broken body, or a body the client never sent because it
+// still waits for 100 Continue, end it).
+func (b *h1RequestBody) end(keepAlive bool) bool {
+	if !keepAlive && b.sc != nil {
+		// A read still under way elsewhere would hold mu until the client sends more: wake it,
+		// since the connection closes anyway.
+		_ = b.sc.conn.SetReadDeadline(aLongTimeAgo)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wasClosed := b.closed
+	b.closed = true
+	if !keepAlive || wasClosed {
+		return false
+	}
 	if b.eof || b.sc == nil {
 		return true
 	}
@@ -688,15 +768,20 @@ func (b *h1RequestBody) discardRest() bool {
 		return false
 	}
 	const maxDiscard = 256 << 10
-	n, _ := io.CopyN(io.Discard, b, maxDiscard+1)
+	n, _ := io.CopyN(io.Discard, readFunc(b.read), maxDiscard+1)
 	return b.eof && n <= maxDiscard
 }
+
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
 
 // h1Response is the ResponseWriter of the fast path. A body of unknown length is held until
 // the handler ends (then sent with a Content-Length) or grows past 4 KiB or is flushed (then
 // chunked).
 type h1Response struct {
 	sc            *h1ServerConn
+	body          *h1RequestBody
 	req           *http.Request
 	header        http.Header
 	status        int
@@ -838,6 +923,9 @@ func (w *h1Response) finish() bool {
 // writeHead writes the status line and headers.
 func (w *h1Response) writeHead() {
 	w.headWritten = true
+	if w.body != nil {
+		w.body.willSendHead()
+	}
 	bw := w.sc.bw
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(strconv.Itoa(w.status))

@@ -3,11 +3,17 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"swimlane.dev/swimlane/internal/snapshot"
 )
 
 // FuzzH1Request checks the own HTTP/1.1 server's request parsing against net/http's on the
@@ -147,4 +153,106 @@ func FuzzH1Response(f *testing.F) {
 		same("body error", gotErr != nil, wantErr != nil)
 		same("trailer", got.Trailer, want.Trailer)
 	})
+}
+
+// TestH1SlowClients: a connection that sends nothing, or empty lines and then a head never
+// finished, is closed once headReadTimeout has passed, not held open.
+func TestH1SlowClients(t *testing.T) {
+	saved := headReadTimeout
+	headReadTimeout = 100 * time.Millisecond
+	t.Cleanup(func() { headReadTimeout = saved })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, send := range []string{"", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n"} {
+		c, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte(send))
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // only so that a failure ends
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("after %q and silence: read %v, want the server to close the connection (EOF)", send, err)
+		}
+	}
+}
+
+// TestH1BodyReadAfterAnswer: an upstream that answers before the request body is all sent
+// leaves the body with the transport, which may go on reading it after the answer; the
+// connection's next request must still be read whole and answered.
+func TestH1BodyReadAfterAnswer(t *testing.T) {
+	upstream, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upstream.Close()
+	go func() {
+		for {
+			c, err := upstream.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.Method == "POST" { // refuse at once, then read the body, as servers may
+						_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if req.Method != "POST" {
+						_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+					}
+				}
+			}()
+		}
+	}()
+	f := newForwarder(slog.New(slog.DiscardHandler))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
+		}))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 403 {
+		t.Fatalf("early answer: %v %v", res, err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_, _ = io.WriteString(c, strings.Repeat("1\r\nx\r\n", 200)+"0\r\n\r\nGET /next HTTP/1.1\r\nHost: web\r\n\r\n")
+	res, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request after the early-answered body was not answered: %v", err)
+	}
+	if body, _ := io.ReadAll(res.Body); res.StatusCode != 200 || string(body) != "next" {
+		t.Errorf("the request after the early-answered body: %d %q", res.StatusCode, body)
+	}
 }

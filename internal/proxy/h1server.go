@@ -363,9 +363,11 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 // Header whose values share one backing array. folded reports an obsolete continuation line,
 // which it does not parse.
 func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
-	lines := strings.Count(rest, "\n") - 1
-	values := make([]string, 0, max(lines, 0))
-	h = make(http.Header, max(lines, 0))
+	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
+	// map entry per line up front.
+	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
+	values := make([]string, 0, lines)
+	h = make(http.Header, lines)
 	for rest != "" {
 		var hl string
 		hl, rest = cutLine(rest)

@@ -178,6 +178,48 @@ type h1ServerConn struct {
 	ctx        context.Context // carries a CONNECT tunnel's target; Background otherwise
 	head       []byte          // the raw head of the request being read
 	pending    []byte          // a response body of unknown length, held until it grows
+	// cancel ends ctx, the requests' context, when the client is found gone while a handler
+	// runs (watch), so that a request waiting on a hung upstream lets go of it.
+	cancel context.CancelFunc
+	// watch checks the client while a handler runs (busySince, nanoseconds since watchEpoch,
+	// 0 when none runs); armed while it is scheduled.
+	watch     *time.Timer
+	busySince atomic.Int64
+	armed     atomic.Bool
+}
+
+// clientCheckInterval is how often a connection whose handler runs is checked for a close by
+// the client: net/http's background read costs a goroutine per request, this a timer per
+// connection, rearmed at most once an interval.
+const clientCheckInterval = time.Second
+
+var watchEpoch = time.Now()
+
+// watchClient marks a handler running, and schedules the check unless it is scheduled.
+func (sc *h1ServerConn) watchClient() {
+	sc.busySince.Store(int64(time.Since(watchEpoch)) | 1) // never 0
+	if sc.armed.CompareAndSwap(false, true) {
+		sc.watch.Reset(clientCheckInterval)
+	}
+}
+
+func (sc *h1ServerConn) unwatchClient() { sc.busySince.Store(0) }
+
+// checkClient cancels the requests' context when a handler has run for an interval and the
+// client closed the connection meanwhile; it stays scheduled while handlers run.
+func (sc *h1ServerConn) checkClient() {
+	since := sc.busySince.Load()
+	if since != 0 && time.Since(watchEpoch)-time.Duration(since) >= clientCheckInterval && peerClosed(sc.conn) {
+		sc.cancel()
+		return
+	}
+	if since == 0 {
+		sc.armed.Store(false)
+		if sc.busySince.Load() == 0 || !sc.armed.CompareAndSwap(false, true) {
+			return // idle: the next request schedules it again
+		}
+	}
+	sc.watch.Reset(clientCheckInterval)
 }
 
 func (s *h1Server) serveConn(c net.Conn) {
@@ -185,6 +227,13 @@ func (s *h1Server) serveConn(c net.Conn) {
 	if t, ok := c.(interface{ tunnelTarget() string }); ok {
 		sc.ctx = context.WithValue(sc.ctx, tunnelKey{}, t.tunnelTarget())
 	}
+	sc.ctx, sc.cancel = context.WithCancel(sc.ctx)
+	sc.watch = time.AfterFunc(time.Hour, sc.checkClient) // scheduled by watchClient
+	sc.watch.Stop()
+	defer func() {
+		sc.watch.Stop()
+		sc.cancel()
+	}()
 	sc.br = h1ServerReaders.Get().(*bufio.Reader)
 	sc.br.Reset(c)
 	sc.bw = h1ServerWriters.Get().(*bufio.Writer)
@@ -598,10 +647,7 @@ func (sc *h1ServerConn) reject(status int, why string) {
 // serveRequest runs the handler for one request; it reports whether the connection stays
 // open for the next.
 func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
-	r := &rq.req
-	if sc.ctx != context.Background() {
-		r = r.WithContext(sc.ctx)
-	}
+	r := rq.req.WithContext(sc.ctx)
 	w := &rq.resp
 	w.sc, w.req, w.status, w.contentLength = sc, r, 0, -1
 	w.keepAlive = !r.Close
@@ -609,6 +655,7 @@ func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
 	w.body = &rq.body
 	defer func() {
 		if v := recover(); v != nil {
+			sc.unwatchClient()
 			rq.body.end(false)
 			keepAlive = false
 			if v != http.ErrAbortHandler {
@@ -618,7 +665,12 @@ func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
 			}
 		}
 	}()
+	sc.watchClient()
 	sc.s.handler.ServeHTTP(w, r)
+	sc.unwatchClient()
+	if sc.ctx.Err() != nil {
+		w.keepAlive = false // the client is gone
+	}
 	return rq.body.end(w.finish() && w.keepAlive)
 }
 

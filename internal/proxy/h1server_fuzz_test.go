@@ -256,3 +256,53 @@ func TestH1BodyReadAfterAnswer(t *testing.T) {
 		t.Errorf("the request after the early-answered body: %d %q", res.StatusCode, body)
 	}
 }
+
+// TestH1CallerGoneReleasesUpstream: a caller that hangs up while its upstream has not
+// answered gets its request cancelled: the proxy closes the upstream connection rather than
+// wait on it for ever.
+func TestH1CallerGoneReleasesUpstream(t *testing.T) {
+	upstream, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upstream.Close()
+	released := make(chan struct{})
+	go func() {
+		c, err := upstream.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = http.ReadRequest(bufio.NewReader(c)) // and never answer
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			close(released)
+		}
+	}()
+	f := newForwarder(slog.New(slog.DiscardHandler))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
+		}))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: web\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // the request reaches the upstream
+	c.Close()
+	select {
+	case <-released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream connection is still held after the caller hung up")
+	}
+}

@@ -497,12 +497,7 @@ func validHost(h string) bool {
 	return true
 }
 
-var hostBytes = func() (t [256]bool) {
-	for c := range 256 {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!$%&'()*+,-.:;=[]_~", byte(c)) >= 0
-	}
-	return t
-}()
+var hostBytes = byteSet("!$%&'()*+,-.:;=[]_~")
 
 // isCanonical reports whether k is already in canonical form ("Content-Type"), the common
 // case, which then needs no copy.
@@ -551,12 +546,15 @@ func plainPath(path string) bool {
 	return true
 }
 
-var plainPathBytes = func() (t [256]bool) {
+var plainPathBytes = byteSet("-._~$&+,/:;=@")
+
+// byteSet is the set of ASCII letters and digits, and the bytes of extra.
+func byteSet(extra string) (t [256]bool) {
 	for c := range 256 {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~$&+,/:;=@", byte(c)) >= 0
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, byte(c)) >= 0
 	}
 	return t
-}()
+}
 
 // requestBody sets the request's body from its framing headers.
 func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {

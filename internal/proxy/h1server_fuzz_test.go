@@ -220,21 +220,7 @@ func TestH1BodyReadAfterAnswer(t *testing.T) {
 			}()
 		}
 	}()
-	f := newForwarder(slog.New(slog.DiscardHandler))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
-		}))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	c, err := net.Dial("tcp", lis.Addr().String())
+	c, err := net.Dial("tcp", serveForwarding(t, upstream.Addr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,21 +265,7 @@ func TestH1CallerGoneReleasesUpstream(t *testing.T) {
 			close(released)
 		}
 	}()
-	f := newForwarder(slog.New(slog.DiscardHandler))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
-		}))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	c, err := net.Dial("tcp", lis.Addr().String())
+	c, err := net.Dial("tcp", serveForwarding(t, upstream.Addr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,4 +277,24 @@ func TestH1CallerGoneReleasesUpstream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream connection is still held after the caller hung up")
 	}
+}
+
+// serveForwarding serves the own HTTP/1.1 server on 127.0.0.1:0, forwarding every request to
+// upstream, until the test ends; it returns the listener's address.
+func serveForwarding(t *testing.T, upstream string) string {
+	f := newForwarder(slog.New(slog.DiscardHandler))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
+		}))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return lis.Addr().String()
 }

@@ -64,12 +64,7 @@ func FuzzH1Request(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the fast path accepts what net/http refuses (%v):\n%q", err, raw)
 		}
-		same := func(what string, g, w any) {
-			t.Helper()
-			if !reflect.DeepEqual(g, w) {
-				t.Fatalf("%s: fast path %#v, net/http %#v, for\n%q", what, g, w, raw)
-			}
-		}
+		same := agree(t, "fast path", raw)
 		same("method", got.Method, want.Method)
 		same("request URI", got.RequestURI, want.RequestURI)
 		same("URL", got.URL.String(), want.URL.String())
@@ -83,11 +78,27 @@ func FuzzH1Request(f *testing.F) {
 		delete(wantHeader, "Expect")
 		delete(wantHeader, "Host")
 		same("header", got.Header, wantHeader)
-		gotBody, gotErr := io.ReadAll(io.LimitReader(got.Body, 1<<20))
-		wantBody, wantErr := io.ReadAll(io.LimitReader(want.Body, 1<<20))
-		same("body", gotBody, wantBody)
-		same("body error", gotErr != nil, wantErr != nil)
+		sameBody(same, got.Body, want.Body)
 	})
+}
+
+// agree returns a check that fails t, naming raw, when ours and net/http's readings of it
+// differ.
+func agree(t *testing.T, ours string, raw []byte) func(what string, got, want any) {
+	return func(what string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: %s %#v, net/http %#v, for\n%q", what, ours, got, want, raw)
+		}
+	}
+}
+
+// sameBody checks two bodies hold the same bytes and end alike (cleanly, or with an error).
+func sameBody(same func(string, any, any), got, want io.Reader) {
+	gotBody, gotErr := io.ReadAll(io.LimitReader(got, 1<<20))
+	wantBody, wantErr := io.ReadAll(io.LimitReader(want, 1<<20))
+	same("body", gotBody, wantBody)
+	same("body error", gotErr != nil, wantErr != nil)
 }
 
 // FuzzH1Response checks the own HTTP/1.1 client's reading of an upstream's answer against
@@ -128,12 +139,7 @@ func FuzzH1Response(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the own client accepts what net/http refuses (%v):\n%q", err, raw)
 		}
-		same := func(what string, g, w any) {
-			t.Helper()
-			if !reflect.DeepEqual(g, w) {
-				t.Fatalf("%s: own client %#v, net/http %#v, for\n%q", what, g, w, raw)
-			}
-		}
+		same := agree(t, "own client", raw)
 		same("status", got.StatusCode, want.StatusCode)
 		// Hop-by-hop headers are not passed on (forwardPlain drops them); net/http drops some
 		// of them already when reading.
@@ -147,10 +153,7 @@ func FuzzH1Response(f *testing.F) {
 		}
 		same("transfer encoding", got.TransferEncoding, want.TransferEncoding)
 		same("close", got.Close, want.Close)
-		gotBody, gotErr := io.ReadAll(io.LimitReader(got.Body, 1<<20))
-		wantBody, wantErr := io.ReadAll(io.LimitReader(want.Body, 1<<20))
-		same("body", gotBody, wantBody)
-		same("body error", gotErr != nil, wantErr != nil)
+		sameBody(same, got.Body, want.Body)
 		same("trailer", got.Trailer, want.Trailer)
 	})
 }

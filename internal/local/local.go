@@ -391,10 +391,16 @@ func freeListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:
 // it is found free, so it is picked below the kernel's ephemeral range: there, no outgoing
 // connection and no port-0 bind of another process can take it in that moment (an ephemeral
 // port, as port 0 gives, did get taken under load).
+//
+// A port is handed out once per process: two workloads started together would otherwise be
+// given the same one, both found free before either app bound it.
 func reserveAppPort() (int, error) {
 	lo, hi := 20000, ephemeralLow()-1
 	for try := 0; hi-lo > 1000 && try < 50; try++ {
 		port := lo + rand.IntN(hi-lo+1)
+		if !handedOut.take(port) {
+			continue
+		}
 		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 			l.Close()
 			return port, nil
@@ -406,6 +412,25 @@ func reserveAppPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// handedOut is the set of app ports reserveAppPort gave out.
+var handedOut = &portSet{ports: map[int]bool{}}
+
+type portSet struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}
+
+// take adds port and reports whether it was not in the set yet.
+func (s *portSet) take(port int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ports[port] {
+		return false
+	}
+	s.ports[port] = true
+	return true
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux's default when it

@@ -488,16 +488,9 @@ func isToken(k string) bool {
 
 // validHost reports whether a Host header holds only what a host, port or IP literal may
 // (net/http's check).
-func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		if !hostBytes[h[i]] {
-			return false
-		}
-	}
-	return true
-}
+func validHost(h string) bool { return hostBytes.all(h) }
 
-var hostBytes = byteSet("!$%&'()*+,-.:;=[]_~")
+var hostBytes = newByteSet("!$%&'()*+,-.:;=[]_~")
 
 // isCanonical reports whether k is already in canonical form ("Content-Type"), the common
 // case, which then needs no copy.
@@ -537,23 +530,29 @@ func parseTarget(u *url.URL, target string) error {
 // they are, so that a URL holding it as Path alone forwards it unchanged. Any other path (with
 // escapes, or "!", "(" or "'" that EscapedPath would escape) goes through url.ParseRequestURI,
 // which keeps the original spelling in RawPath.
-func plainPath(path string) bool {
-	for i := 0; i < len(path); i++ {
-		if !plainPathBytes[path[i]] {
-			return false
-		}
-	}
-	return true
-}
+func plainPath(path string) bool { return plainPathBytes.all(path) }
 
-var plainPathBytes = byteSet("-._~$&+,/:;=@")
+var plainPathBytes = newByteSet("-._~$&+,/:;=@")
 
-// byteSet is the set of ASCII letters and digits, and the bytes of extra.
-func byteSet(extra string) (t [256]bool) {
+// byteSet is a set of bytes, looked up by index on the hot path.
+type byteSet [256]bool
+
+// newByteSet is the set of ASCII letters and digits, and the bytes of extra.
+func newByteSet(extra string) (t byteSet) {
 	for c := range 256 {
 		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, byte(c)) >= 0
 	}
 	return t
+}
+
+// all reports whether every byte of s is in the set.
+func (t *byteSet) all(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !t[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // requestBody sets the request's body from its framing headers.

@@ -164,19 +164,9 @@ func TestH1SlowClients(t *testing.T) {
 	saved := headReadTimeout
 	headReadTimeout = 100 * time.Millisecond
 	t.Cleanup(func() { headReadTimeout = saved })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for _, send := range []string{"", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n"} {
-		c, err := net.Dial("tcp", lis.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,6 +276,14 @@ func TestH1CallerGoneReleasesUpstream(t *testing.T) {
 // upstream, until the test ends; it returns the listener's address.
 func serveForwarding(t *testing.T, upstream string) string {
 	f := newForwarder(slog.New(slog.DiscardHandler))
+	return serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
+	}))
+}
+
+// serveTest serves handler on the own HTTP/1.1 server on 127.0.0.1:0 until the test ends; it
+// returns the listener's address.
+func serveTest(t *testing.T, handler http.Handler) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -294,9 +292,7 @@ func serveForwarding(t *testing.T, upstream string) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = serveHTTP(ctx, lis, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
-		}))
+		_ = serveHTTP(ctx, lis, handler)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return lis.Addr().String()

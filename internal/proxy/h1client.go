@@ -45,6 +45,7 @@ func newH1Client(dialer *net.Dialer) *h1Client {
 // h1Conn is one upstream connection with its buffers.
 type h1Conn struct {
 	net.Conn
+	sock     io.ReadWriter // what reads and writes Conn (socketIO)
 	addr     string
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -81,7 +82,7 @@ func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 		c.mu.Unlock()
 		// An idle connection with something to read (an answer nobody asked for, bytes past
 		// the last answer, a close) would hand them to this request as its answer.
-		if now.Sub(pc.idleFrom) < c.idleTimeout && idleQuiet(pc.Conn) {
+		if now.Sub(pc.idleFrom) < c.idleTimeout && idleQuietIO(pc.sock, pc.Conn) {
 			pc.reused = true
 			return pc, nil
 		}
@@ -97,11 +98,12 @@ func (c *h1Client) dial(ctx context.Context, addr string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	sock := socketIO(conn)
 	br := h1Readers.Get().(*bufio.Reader)
-	br.Reset(conn)
+	br.Reset(sock)
 	bw := h1Writers.Get().(*bufio.Writer)
-	bw.Reset(conn)
-	return &h1Conn{Conn: conn, addr: addr, br: br, bw: bw}, nil
+	bw.Reset(sock)
+	return &h1Conn{Conn: conn, sock: sock, addr: addr, br: br, bw: bw}, nil
 }
 
 // put returns a connection whose last answer was read to its end. One that holds bytes past

@@ -234,10 +234,11 @@ func (s *h1Server) serveConn(c net.Conn) {
 		sc.watch.Stop()
 		sc.cancel()
 	}()
+	sock := socketIO(c)
 	sc.br = h1ServerReaders.Get().(*bufio.Reader)
-	sc.br.Reset(c)
+	sc.br.Reset(sock)
 	sc.bw = h1ServerWriters.Get().(*bufio.Writer)
-	sc.bw.Reset(c)
+	sc.bw.Reset(sock)
 	handedOff := false
 	// A new connection gets headReadTimeout to send its first head whole, so that a client
 	// cannot hold one open by sending nothing.

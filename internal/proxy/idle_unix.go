@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -53,6 +54,15 @@ func peek(c net.Conn) readState {
 func idleQuiet(c net.Conn) bool {
 	s := peek(c)
 	return s == stateQuiet || s == stateUnknown && !isSocket(c)
+}
+
+// idleQuietIO is idleQuiet for c read through rw (socketIO's): a rawSocket peeks without the
+// per-call costs of peek.
+func idleQuietIO(rw io.ReadWriter, c net.Conn) bool {
+	if s, ok := rw.(interface{ state() readState }); ok {
+		return s.state() == stateQuiet
+	}
+	return idleQuiet(c)
 }
 
 // peerClosed reports whether the peer of c has closed it with nothing left unread.

@@ -1,0 +1,133 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair is a connected pair of loopback TCP connections: ours (read and written through
+// socketIO) and the peer's.
+func tcpPair(t *testing.T) (ours net.Conn, sock *rawSocket, peer net.Conn) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	peer, err = net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err = lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ours.Close(); peer.Close() })
+	s, ok := socketIO(ours).(*rawSocket)
+	if !ok {
+		t.Fatalf("socketIO(%T) is not a rawSocket", ours)
+	}
+	return ours, s, peer
+}
+
+func TestRawSocketCarriesBytesBothWays(t *testing.T) {
+	_, s, peer := tcpPair(t)
+	// 8 MiB is far more than the socket buffers hold: the write must wait for the peer to
+	// drain them (EAGAIN, then the poller) and lose nothing on the way.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 512<<10)
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+		got <- b
+	}()
+	n, err := s.Write(big)
+	if err != nil || n != len(big) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+	}
+	if b := <-got; !bytes.Equal(b, big) {
+		t.Fatalf("the peer read %d bytes, not the %d written, or not the same ones", len(b), len(big))
+	}
+
+	// A read waits for bytes that arrive later, then the peer's close reads as io.EOF.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		peer.Write([]byte("hello"))
+		peer.Close()
+	}()
+	b, err := io.ReadAll(s)
+	if err != nil || string(b) != "hello" {
+		t.Fatalf("ReadAll = %q, %v; want \"hello\", nil (EOF)", b, err)
+	}
+}
+
+func TestRawSocketKeepsDeadlinesAndClose(t *testing.T) {
+	ours, s, _ := tcpPair(t)
+	ours.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if _, err := s.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v; want os.ErrDeadlineExceeded", err)
+	}
+	ours.SetReadDeadline(time.Time{})
+
+	done := make(chan error)
+	go func() {
+		_, err := s.Read(make([]byte, 10))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ours.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read on a closed connection = %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake a blocked Read")
+	}
+}
+
+func TestRawSocketWriteToAGonePeerFailsWithoutASignal(t *testing.T) {
+	_, s, peer := tcpPair(t)
+	peer.(*net.TCPConn).SetLinger(0) // close with a reset: the next writes get EPIPE
+	peer.Close()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = s.Write([]byte("x"))
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Write to a reset peer = %v; want EPIPE or ECONNRESET (and the process still running)", err)
+	}
+}
+
+func TestRawSocketStateTellsQuietDataAndClosed(t *testing.T) {
+	_, s, peer := tcpPair(t)
+	if st := s.state(); st != stateQuiet {
+		t.Fatalf("state with nothing sent = %v; want stateQuiet", st)
+	}
+	peer.Write([]byte("x"))
+	waitState(t, s, stateData)
+	if _, err := s.Read(make([]byte, 1)); err != nil { // the peek left the byte in place
+		t.Fatal(err)
+	}
+	peer.Close()
+	waitState(t, s, stateClosed)
+}
+
+func waitState(t *testing.T, s *rawSocket, want readState) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.state() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("state = %v; want %v", s.state(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

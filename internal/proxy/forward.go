@@ -26,11 +26,9 @@ type target struct {
 	// service and workload name the upstream in errors (see what); built only when an error
 	// needs them, not on every request.
 	service, workload string
-	// reroute, if set, is called when addr refused the connection: it ejects addr and
-	// returns another target for the same request, or nil when there is none.
-	reroute func(failed string) *target
-	// repick, if set, picks a target again for a retry (no ejection).
-	repick func() *target
+	// again picks another target for the same request (reroute, repick); unset (canRepick)
+	// for targets that cannot be picked again.
+	again repicker
 	// retry is the route's retry policy; nil for none.
 	retry *snapshot.RetryPolicy
 	// observe, if set, is told each try's outcome at addr (outlier detection).
@@ -78,7 +76,7 @@ var _ http.RoundTripper = rerouting{}
 
 func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 	t, _ := req.Context().Value(targetKey{}).(*target)
-	if t == nil || t.reroute == nil && t.retry == nil {
+	if t == nil || !t.canRepick() && t.retry == nil {
 		return rt.base.RoundTrip(req)
 	}
 	policy := t.retry
@@ -112,7 +110,7 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		var next *target
 		switch {
-		case err != nil && isDialError(err) && t.reroute != nil && dials < maxReroutes && body.replayable():
+		case err != nil && isDialError(err) && t.canRepick() && dials < maxReroutes && body.replayable():
 			dials++
 			next = t.reroute(t.addr)
 		case policy != nil && retries < policy.Attempts && retriable(policy, resp, err, try) && req.Context().Err() == nil && body.replayable():
@@ -126,7 +124,7 @@ func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, req.Context().Err()
 			}
 			next = t
-			if t.repick != nil {
+			if t.canRepick() {
 				next = t.repick()
 			}
 			if next == nil {
@@ -332,7 +330,7 @@ func newForwarder(log *slog.Logger) *forwarder {
 
 // upstreamFailed answers a request whose upstream could not be reached or failed mid-answer.
 func upstreamFailed(log *slog.Logger, w http.ResponseWriter, r *http.Request, t *target, err error) {
-	if t.reroute != nil && isDialError(err) {
+	if t.canRepick() && isDialError(err) {
 		t.reroute(t.addr) // eject it even when no other endpoint was left
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -381,6 +379,11 @@ type bufferPool struct{ pool sync.Pool }
 func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
 func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
+// get and put are Get and Put for the proxy's own copies: keeping the pointer spares Put's
+// allocation of one (ReverseProxy's BufferPool interface passes the slice).
+func (p *bufferPool) get() *[]byte  { return p.pool.Get().(*[]byte) }
+func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
+
 // forward sends r to ep.
 func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {
 	r = r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
@@ -409,13 +412,25 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	defer resp.Body.Close()
 	h := w.Header()
 	hasConnection := resp.Header["Connection"] != nil
-	for k, vs := range resp.Header {
-		if hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
-			continue
+	if hw, ok := w.(*h1Response); ok && len(h) == 0 {
+		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
+		// the answer's, less the hop-by-hop fields, instead of being copied field by field.
+		for k := range resp.Header {
+			if k != "Connection" && (hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader) {
+				delete(resp.Header, k)
+			}
 		}
-		h[k] = vs
+		delete(resp.Header, "Connection")
+		hw.header, h = resp.Header, resp.Header
+	} else {
+		for k, vs := range resp.Header {
+			if hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
+				continue
+			}
+			h[k] = vs
+		}
 	}
-	if resp.ContentLength >= 0 && resp.Body != http.NoBody {
+	if resp.ContentLength >= 0 && resp.Body != http.NoBody && !headerIsInt(h, "Content-Length", resp.ContentLength) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	w.WriteHeader(resp.StatusCode)
@@ -427,8 +442,9 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	if resp.ContentLength >= 0 {
 		flusher = nil
 	}
-	buf := copyBuffers.Get()
-	defer copyBuffers.Put(buf)
+	bufp := copyBuffers.get()
+	defer copyBuffers.put(bufp)
+	buf := *bufp
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -451,6 +467,14 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	for k, vs := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vs
 	}
+}
+
+// headerIsInt reports whether h holds key once, as n in decimal: the form the proxy would
+// write, so it can stay (formatting n anew costs two allocations per answer).
+func headerIsInt(h http.Header, key string, n int64) bool {
+	vs := h[key]
+	var b [20]byte
+	return len(vs) == 1 && string(strconv.AppendInt(b[:0], n, 10)) == vs[0]
 }
 
 // isGRPC reports whether r is a gRPC call, which must get its errors as gRPC status.

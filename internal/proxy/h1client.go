@@ -74,11 +74,7 @@ func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 	for list := c.idle[addr]; len(list) > 0; list = c.idle[addr] {
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
-		if len(list) == 1 {
-			delete(c.idle, addr)
-		} else {
-			c.idle[addr] = list[:len(list)-1]
-		}
+		c.idle[addr] = list[:len(list)-1] // kept when empty, for put to refill; reap deletes it
 		c.mu.Unlock()
 		// An idle connection with something to read (an answer nobody asked for, bytes past
 		// the last answer, a close) would hand them to this request as its answer.
@@ -234,7 +230,9 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 		_ = pc.SetDeadline(deadline)
 		b.clearDeadline = true
 	}
-	if ctx.Done() != nil {
+	if h := hookFor(ctx); h != nil && h.hold(pc.Conn) {
+		b.hook = h
+	} else if ctx.Done() != nil {
 		b.stop = context.AfterFunc(ctx, func() { _ = pc.SetDeadline(aLongTimeAgo) })
 	}
 	fail := func(err error) (*http.Response, error) {
@@ -529,7 +527,9 @@ type h1Body struct {
 	resp   *http.Response
 	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
 	// the context cannot be cancelled.
-	stop     func() bool
+	stop func() bool
+	// hook, when set instead of stop, holds the connection for the client's watch.
+	hook     *clientGoneHook
 	stopped  bool      // release ran
 	released bool      // release's result: true when the context never interrupted the connection
 	chunked  io.Reader // set for a chunked body
@@ -545,7 +545,14 @@ type h1Body struct {
 func (b *h1Body) release() bool {
 	if !b.stopped {
 		b.stopped = true
-		b.released = b.stop == nil || b.stop()
+		switch {
+		case b.hook != nil:
+			b.released = b.hook.letGo()
+		case b.stop != nil:
+			b.released = b.stop()
+		default:
+			b.released = true
+		}
 	}
 	return b.released
 }

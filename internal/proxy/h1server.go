@@ -186,6 +186,68 @@ type h1ServerConn struct {
 	watch     *time.Timer
 	busySince atomic.Int64
 	armed     atomic.Bool
+	// hook cuts the upstream connection a request of this connection holds, when the watch
+	// finds the client gone; in ctx for the h1Client.
+	hook clientGoneHook
+}
+
+// clientGoneHook lets the h1Client hand the server connection's watch the upstream
+// connection a request is using, so that a client that went away cuts it. Why not
+// context.AfterFunc: that costs three allocations and a lock and map entry in the
+// connection's context per request, for what is almost never used.
+type clientGoneHook struct {
+	done <-chan struct{} // the Done of the context that carries the hook
+	mu   sync.Mutex
+	gone bool     // the client went away
+	held net.Conn // the upstream connection in use; nil when none
+	cut  bool     // held's deadline was forced into the past
+}
+
+type clientGoneKey struct{}
+
+// hookFor is the hook that covers every cancellation of ctx, or nil: ctx must end only when
+// the client goes away (deadlines are the connection's own, set by the caller).
+func hookFor(ctx context.Context) *clientGoneHook {
+	h, _ := ctx.Value(clientGoneKey{}).(*clientGoneHook)
+	if h == nil || ctx.Done() != h.done {
+		return nil // a context of its own (a timeout, a mirror's) that the hook cannot see
+	}
+	return h
+}
+
+// hold registers c as the upstream connection in use, cut at once when the client is gone;
+// false when another is held (one request at a time per client connection).
+func (h *clientGoneHook) hold(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held != nil {
+		return false
+	}
+	h.held, h.cut = c, false
+	if h.gone {
+		_ = c.SetDeadline(aLongTimeAgo)
+		h.cut = true
+	}
+	return true
+}
+
+// letGo ends the hold, and reports whether the connection was left alone (not cut).
+func (h *clientGoneHook) letGo() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = nil
+	return !h.cut
+}
+
+// clientGone cuts the held connection, and any held later.
+func (h *clientGoneHook) clientGone() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	if h.held != nil && !h.cut {
+		_ = h.held.SetDeadline(aLongTimeAgo)
+		h.cut = true
+	}
 }
 
 // clientCheckInterval is how often a connection whose handler runs is checked for a close by
@@ -211,6 +273,7 @@ func (sc *h1ServerConn) checkClient() {
 	since := sc.busySince.Load()
 	if since != 0 && time.Since(watchEpoch)-time.Duration(since) >= clientCheckInterval && peerClosed(sc.conn) {
 		sc.cancel()
+		sc.hook.clientGone()
 		return
 	}
 	if since == 0 {
@@ -228,6 +291,8 @@ func (s *h1Server) serveConn(c net.Conn) {
 		sc.ctx = context.WithValue(sc.ctx, tunnelKey{}, t.tunnelTarget())
 	}
 	sc.ctx, sc.cancel = context.WithCancel(sc.ctx)
+	sc.ctx = context.WithValue(sc.ctx, clientGoneKey{}, &sc.hook)
+	sc.hook.done = sc.ctx.Done()
 	sc.watch = time.AfterFunc(time.Hour, sc.checkClient) // scheduled by watchClient
 	sc.watch.Stop()
 	defer func() {

@@ -297,3 +297,58 @@ func serveTest(t *testing.T, handler http.Handler) string {
 	t.Cleanup(func() { cancel(); <-done })
 	return lis.Addr().String()
 }
+
+// TestH1AnswerLosesItsHopHeaders: an upstream's hop-by-hop fields, the fields its Connection
+// header lists and Swimlane's own app-refused mark do not reach the caller, and the rest do,
+// both when the answer's header starts empty (it takes the upstream's map) and when the
+// handler set a field first (the fields are copied).
+func TestH1AnswerLosesItsHopHeaders(t *testing.T) {
+	upstream, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upstream.Close()
+	go func() {
+		for {
+			c, err := upstream.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Private, keep-alive\r\nKeep-Alive: timeout=5\r\n"+
+						"X-Private: secret\r\n"+appRefusedHeader+": 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	f := newForwarder(slog.New(slog.DiscardHandler))
+	preset := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Set-Before", "1")
+		f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
+	}))
+	for name, addr := range map[string]string{"empty header": serveForwarding(t, upstream.Addr().String()), "preset header": preset} {
+		res, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(body) != "ok" || res.ContentLength != 2 || res.Header.Get("X-Kept") != "yes" {
+			t.Errorf("%s: body %q, length %d, X-Kept %q; want \"ok\", 2, \"yes\"", name, body, res.ContentLength, res.Header.Get("X-Kept"))
+		}
+		for _, k := range []string{"X-Private", "Keep-Alive", appRefusedHeader} {
+			if v := res.Header.Get(k); v != "" {
+				t.Errorf("%s: the caller got %s: %q", name, k, v)
+			}
+		}
+		if name == "preset header" && res.Header.Get("X-Set-Before") != "1" {
+			t.Errorf("preset header: the handler's X-Set-Before was lost")
+		}
+	}
+}

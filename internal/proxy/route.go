@@ -119,46 +119,10 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 			"lane_asked", d.Asked, "lane_served", d.Served, "fallback", d.Fallback(), "endpoint", ep.Workload)
 	}
 	t := p.targetFor(d.Service, ep)
-	t.reroute = func(failed string) *target {
-		// The endpoint refused: skip it from now on, and resolve the request again, which
-		// may move it to the next lane of its chain when the lane has no endpoint left.
-		p.ejector.eject(failed)
-		p.log.Warn("endpoint refused the connection; ejected", "service", d.Service.Name, "address", failed, "for", ejectFor)
-		again := *d
-		again.Endpoint, again.Served, again.Tried = nil, "", nil
-		if again.Subset != "" {
-			if set := again.Service.SubsetSet(again.Subset); set != nil {
-				again.Endpoint = set.Pick(p.picker(r))
-			}
-		} else {
-			snap.Resolve(&again, p.picker(r))
-		}
-		if again.Endpoint == nil {
-			return nil
-		}
-		next := p.targetFor(again.Service, again.Endpoint)
-		next.reroute, next.repick, next.retry, next.observe = t.reroute, t.repick, t.retry, t.observe
-		return next
-	}
+	t.again = repicker{p: p, r: r, snap: snap, d: d}
 	t.retry = defaultRetry
 	if d.Route != nil && d.Route.Retries != nil {
 		t.retry = d.Route.Retries
-	}
-	t.repick = func() *target {
-		// A retry goes to the next endpoint of the same lane or subset, as Envoy's load
-		// balancer picks again.
-		var ep *snapshot.Endpoint
-		if d.Subset != "" {
-			ep = d.Service.SubsetSet(d.Subset).Pick(p.picker(r))
-		} else if set := d.Service.LaneSet(d.Served); set != nil {
-			ep = set.Pick(p.picker(r))
-		}
-		if ep == nil {
-			return nil
-		}
-		next := p.targetFor(d.Service, ep)
-		next.reroute, next.repick, next.retry, next.observe = t.reroute, t.repick, t.retry, t.observe
-		return next
 	}
 	if policy := d.Policy(); policy != nil {
 		if policy.MaxRequests > 0 {
@@ -186,6 +150,63 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 		}
 	}
 	p.fwd.forward(w, r, t)
+}
+
+// repicker picks a request's target again, after a refused connection (reroute) or for a
+// retry (repick). Held by value in target: as closures, the two cost two allocations per
+// request for what only failures use.
+type repicker struct {
+	p    *Proxy
+	r    *http.Request
+	snap *snapshot.Snapshot
+	d    *snapshot.Decision
+}
+
+// canRepick reports whether t can be rerouted or repicked.
+func (t *target) canRepick() bool { return t.again.p != nil }
+
+// reroute ejects failed, which refused the connection, and resolves the request again, which
+// may move it to the next lane of its chain when the lane has no endpoint left; nil when
+// nothing is left.
+func (t *target) reroute(failed string) *target {
+	p, d, r := t.again.p, t.again.d, t.again.r
+	p.ejector.eject(failed)
+	p.log.Warn("endpoint refused the connection; ejected", "service", d.Service.Name, "address", failed, "for", ejectFor)
+	again := *d
+	again.Endpoint, again.Served, again.Tried = nil, "", nil
+	if again.Subset != "" {
+		if set := again.Service.SubsetSet(again.Subset); set != nil {
+			again.Endpoint = set.Pick(p.picker(r))
+		}
+	} else {
+		t.again.snap.Resolve(&again, p.picker(r))
+	}
+	if again.Endpoint == nil {
+		return nil
+	}
+	return t.follow(p.targetFor(again.Service, again.Endpoint))
+}
+
+// repick picks the next endpoint of the same lane or subset for a retry, as Envoy's load
+// balancer picks again (no ejection); nil when there is none.
+func (t *target) repick() *target {
+	p, d, r := t.again.p, t.again.d, t.again.r
+	var ep *snapshot.Endpoint
+	if d.Subset != "" {
+		ep = d.Service.SubsetSet(d.Subset).Pick(p.picker(r))
+	} else if set := d.Service.LaneSet(d.Served); set != nil {
+		ep = set.Pick(p.picker(r))
+	}
+	if ep == nil {
+		return nil
+	}
+	return t.follow(p.targetFor(d.Service, ep))
+}
+
+// follow gives next, a target picked again, t's policies.
+func (t *target) follow(next *target) *target {
+	next.again, next.retry, next.observe = t.again, t.retry, t.observe
+	return next
 }
 
 // defaultRetry is Istio's retry policy for routes that set none.

@@ -46,7 +46,7 @@ func serveHTTP(ctx context.Context, lis net.Listener, handler http.Handler) erro
 		defer close(stdDone)
 		_ = std.Serve(handoff)
 	}()
-	s := &h1Server{handler: handler, handoff: handoff, conns: map[*h1ServerConn]bool{}}
+	s := &h1Server{handler: handler, handoff: handoff, conns: map[*h1ServerConn]struct{}{}}
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -84,9 +84,11 @@ type h1Server struct {
 	handler http.Handler
 	handoff *connQueue
 
+	// conns are the open connections, for shutdown; a connection's idle flag and draining
+	// are atomics so that a request pays no lock and map write to say it began or ended.
 	mu       sync.Mutex
-	conns    map[*h1ServerConn]bool // true while between requests (idle)
-	draining bool
+	conns    map[*h1ServerConn]struct{}
+	draining atomic.Bool
 }
 
 func (s *h1Server) serve(lis net.Listener) error {
@@ -110,10 +112,10 @@ func (s *h1Server) serve(lis net.Listener) error {
 // shutdown closes idle connections, lets active ones finish their request, and closes what is
 // left when ctx ends.
 func (s *h1Server) shutdown(ctx context.Context) {
+	s.draining.Store(true)
 	s.mu.Lock()
-	s.draining = true
-	for c, idle := range s.conns {
-		if idle {
+	for c := range s.conns {
+		if c.idle.Load() {
 			c.conn.Close()
 		}
 	}
@@ -141,12 +143,18 @@ func (s *h1Server) shutdown(ctx context.Context) {
 // setIdle records whether c is between requests; it reports false when the server is
 // draining and c should close instead.
 func (s *h1Server) setIdle(c *h1ServerConn, idle bool) bool {
+	c.idle.Store(idle) // before draining is read: shutdown stores draining, then reads idle
+	return !s.draining.Load()
+}
+
+// track adds c to the open connections; false when the server is draining.
+func (s *h1Server) track(c *h1ServerConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining {
+	if s.draining.Load() {
 		return false
 	}
-	s.conns[c] = idle
+	s.conns[c] = struct{}{}
 	return true
 }
 
@@ -189,6 +197,7 @@ type h1ServerConn struct {
 	// hook cuts the upstream connection a request of this connection holds, when the watch
 	// finds the client gone; in ctx for the h1Client.
 	hook clientGoneHook
+	idle atomic.Bool // between requests (see setIdle)
 }
 
 // clientGoneHook lets the h1Client hand the server connection's watch the upstream
@@ -319,6 +328,9 @@ func (s *h1Server) serveConn(c net.Conn) {
 		sc.bw.Reset(nil)
 		h1ServerWriters.Put(sc.bw)
 	}()
+	if !s.track(sc) {
+		return
+	}
 	for {
 		if !s.setIdle(sc, true) {
 			return
@@ -1080,11 +1092,7 @@ func (w *h1Response) writeHead() {
 	bw.WriteString("\r\n")
 }
 
-func (s *h1Server) isDraining() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.draining
-}
+func (s *h1Server) isDraining() bool { return s.draining.Load() }
 
 // httpDate is the Date header value, formatted once a second rather than per answer.
 func httpDate() string {

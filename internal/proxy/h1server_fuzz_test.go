@@ -352,3 +352,69 @@ func TestH1AnswerLosesItsHopHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestH1ShutdownDrains: at shutdown an idle keep-alive connection is closed at once, and a
+// request in flight gets its answer (marked Connection: close) before its connection closes.
+func TestH1ShutdownDrains(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(inFlight)
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- serveHTTP(ctx, lis, handler) }()
+	defer func() { cancel(); close(release) }()
+
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	idle, idleR := dial()
+	_, _ = io.WriteString(idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	if res, err := http.ReadResponse(idleR, nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", res, err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	busy, busyR := dial()
+	_, _ = io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-inFlight
+
+	cancel()
+	if _, err := idleR.ReadByte(); err != io.EOF {
+		t.Fatalf("the idle connection after shutdown began: read %v; want it closed (EOF)", err)
+	}
+	release <- struct{}{}
+	res, err := http.ReadResponse(busyR, nil)
+	if err != nil {
+		t.Fatalf("the request in flight lost its answer: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if string(body) != "done" || !res.Close {
+		t.Errorf("the request in flight: body %q, Connection: close %v; want \"done\", true", body, res.Close)
+	}
+	if _, err := busyR.ReadByte(); err != io.EOF {
+		t.Errorf("the drained connection after its answer: read %v; want it closed (EOF)", err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("serveHTTP: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveHTTP did not return after its connections were drained")
+	}
+}

@@ -164,11 +164,12 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // code is the gRPC status when the response carries one, else the HTTP status.
 func (s *statusRecorder) code() string {
-	if g := s.Header().Get("Grpc-Status"); g != "" {
-		return "grpc-" + g
+	h := s.Header() // keys are canonical already: indexed, not through Get's canonicalising
+	if g := h["Grpc-Status"]; len(g) > 0 && g[0] != "" {
+		return "grpc-" + g[0]
 	}
-	if g := s.Header().Get(http.TrailerPrefix + "Grpc-Status"); g != "" {
-		return "grpc-" + g
+	if g := h[http.TrailerPrefix+"Grpc-Status"]; len(g) > 0 && g[0] != "" {
+		return "grpc-" + g[0]
 	}
 	switch s.status {
 	case 0:

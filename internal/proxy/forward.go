@@ -76,6 +76,12 @@ var _ http.RoundTripper = rerouting{}
 
 func (rt rerouting) RoundTrip(req *http.Request) (*http.Response, error) {
 	t, _ := req.Context().Value(targetKey{}).(*target)
+	return rt.roundTrip(req, t)
+}
+
+// roundTrip is RoundTrip for t, given directly by the proxy's own forwarding (forwardPlain)
+// rather than through req's context, which would cost a copy of req and a context.
+func (rt rerouting) roundTrip(req *http.Request, t *target) (*http.Response, error) {
 	if t == nil || !t.canRepick() && t.retry == nil {
 		return rt.base.RoundTrip(req)
 	}
@@ -275,7 +281,7 @@ type forwarder struct {
 	// transports are the round trippers under the reverse proxies, for mirrored copies.
 	transport1, transport2 http.RoundTripper
 	// plain1 carries plain HTTP/1.1 requests (plainH1) on the proxy's own client.
-	plain1 http.RoundTripper
+	plain1 rerouting
 	log    *slog.Logger
 }
 
@@ -386,13 +392,13 @@ func (p *bufferPool) put(b *[]byte) { p.pool.Put(b) }
 
 // forward sends r to ep.
 func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {
+	if !t.protocol.IsHTTP2() && plainH1(r) {
+		f.forwardPlain(w, r, t)
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
 	if t.protocol.IsHTTP2() {
 		f.h2c.ServeHTTP(w, r)
-		return
-	}
-	if plainH1(r) {
-		f.forwardPlain(w, r, t)
 		return
 	}
 	f.http1.ServeHTTP(w, r)
@@ -401,10 +407,14 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, t *target) {
 // forwardPlain sends a plain HTTP/1.1 request (see plainH1) through the proxy's own client and
 // copies the answer back: what ReverseProxy does, without its per-request clones.
 func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *target) {
-	out := *r.URL
-	out.Scheme, out.Host = "http", t.addr
-	r.URL = &out // r is forward's own copy (WithContext), so the caller's URL is untouched
-	resp, err := f.plain1.RoundTrip(r)
+	// The request is sent with the upstream in its URL, which is the caller's again after:
+	// cheaper than a copy of the request and its URL, and nothing else reads it meanwhile
+	// (a mirror took its own copy; a retry sends a clone).
+	u := r.URL
+	scheme, host := u.Scheme, u.Host
+	u.Scheme, u.Host = "http", t.addr
+	resp, err := f.plain1.roundTrip(r, t)
+	u.Scheme, u.Host = scheme, host
 	if err != nil {
 		upstreamFailed(f.log, w, r, t, err)
 		return

@@ -219,6 +219,13 @@ func replayable(req *http.Request) bool {
 	return req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil
 }
 
+// heldWriteError is the failure of a request write that the answer's read sent (see
+// rawSocket.holdNextWrite), which that read reports: like a failed flush, nothing was read.
+type heldWriteError struct{ err error }
+
+func (e *heldWriteError) Error() string { return e.err.Error() }
+func (e *heldWriteError) Unwrap() error { return e.err }
+
 // errNothingRead marks a connection that failed before any byte of the answer arrived.
 var errNothingRead = errors.New("connection closed before the answer began")
 
@@ -246,6 +253,9 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	}
 	writeRequestHead(pc.bw, req, len(body))
 	pc.bw.Write(body)
+	if h, ok := pc.sock.(interface{ holdNextWrite() }); ok && pc.bw.Buffered() > 0 && pc.br.Buffered() == 0 {
+		h.holdNextWrite() // the answer's read sends the request (see rawSocket)
+	}
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
@@ -416,7 +426,8 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 		var err error
 		pc.head, err = readHead(pc.br, pc.head[:0], false)
 		if err != nil {
-			if len(pc.head) == 0 && (err == io.EOF || isReset(err)) {
+			var held *heldWriteError
+			if len(pc.head) == 0 && (err == io.EOF || isReset(err) || errors.As(err, &held)) {
 				return nil, fmt.Errorf("%w: %v", errNothingRead, err)
 			}
 			return nil, fmt.Errorf("reading the upstream's answer: %w", err)

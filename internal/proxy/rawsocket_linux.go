@@ -28,9 +28,14 @@ type rawSocket struct {
 	rn, wn         int
 	rerrno, werrno syscall.Errno
 	peeked         readState
-	readFn         func(fd uintptr) bool
-	writeFn        func(fd uintptr) bool
-	peekFn         func(fd uintptr) bool
+	// A held write (holdNextWrite) is sent by the next Read from inside its poller wait.
+	held     []byte
+	heldSent int
+	heldErr  syscall.Errno
+	holdNext bool
+	readFn   func(fd uintptr) bool
+	writeFn  func(fd uintptr) bool
+	peekFn   func(fd uintptr) bool
 }
 
 // socketIO is what reads and writes c: a rawSocket for a TCP connection, else c itself.
@@ -48,14 +53,39 @@ func socketIO(c net.Conn) io.ReadWriter {
 	return s
 }
 
+// holdNextWrite holds the next Write's bytes for the next Read to send. Why: a request's read
+// of its answer finds the socket empty (one wasted read, EAGAIN) and only then waits; sent
+// from within the Read, after Go's poller has reset the socket's readiness, the request
+// leaves with the wait already armed, and the answer's arrival wakes it. The caller must Read
+// next, with nothing buffered from this socket.
+func (s *rawSocket) holdNextWrite() { s.holdNext = true }
+
 func (s *rawSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	s.rp, s.rn, s.rerrno = p, 0, 0
 	err := s.rc.Read(s.readFn)
+	for err == nil && s.heldErr == 0 && s.heldSent < len(s.held) {
+		// The socket took only part of the held bytes: send the rest as a plain write,
+		// which waits for room, and read as usual.
+		rest := s.held[s.heldSent:]
+		s.held, s.heldSent = s.held[:0], 0
+		if _, werr := s.Write(rest); werr != nil {
+			s.rp = nil
+			return 0, &heldWriteError{werr}
+		}
+		err = s.rc.Read(s.readFn)
+	}
 	n := s.rn
 	s.rp = nil
+	if s.heldErr != 0 || len(s.held) > 0 {
+		errno := s.heldErr
+		s.held, s.heldSent, s.heldErr = s.held[:0], 0, 0
+		if errno != 0 {
+			return 0, &heldWriteError{os.NewSyscallError("write", errno)}
+		}
+	}
 	switch {
 	case err != nil:
 		return 0, err
@@ -67,8 +97,27 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// read is one read(2); false asks the poller to wait until the socket is readable.
+// read is one read(2); false asks the poller to wait until the socket is readable. Held
+// bytes go first: once they are all sent, the read waits for the answer without trying.
 func (s *rawSocket) read(fd uintptr) bool {
+	if s.heldSent < len(s.held) {
+		for s.heldSent < len(s.held) {
+			n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.held[s.heldSent])),
+				uintptr(len(s.held)-s.heldSent), syscall.MSG_NOSIGNAL, 0, 0)
+			switch errno {
+			case 0:
+				s.heldSent += int(n)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return true // Read sends the rest as a plain write
+			default:
+				s.heldErr = errno
+				return true
+			}
+		}
+		s.held, s.heldSent = s.held[:0], 0
+		return false
+	}
 	for {
 		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)))
 		switch errno {
@@ -86,6 +135,13 @@ func (s *rawSocket) read(fd uintptr) bool {
 }
 
 func (s *rawSocket) Write(p []byte) (int, error) {
+	if s.holdNext {
+		s.holdNext = false
+		if len(s.held) == 0 {
+			s.held = append(s.held[:0], p...)
+			return len(p), nil
+		}
+	}
 	s.wp, s.wn, s.werrno = p, 0, 0
 	err := s.rc.Write(s.writeFn)
 	n := s.wn

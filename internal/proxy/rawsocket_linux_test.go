@@ -131,3 +131,60 @@ func waitState(t *testing.T, s *rawSocket, want readState) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRawSocketHeldWriteLeavesWithTheNextRead: a held write is sent by the next Read, whole
+// even when it is larger than the socket takes at once, and the Read then returns the peer's
+// answer to it.
+func TestRawSocketHeldWriteLeavesWithTheNextRead(t *testing.T) {
+	for _, size := range []int{100, 8 << 20} {
+		_, s, peer := tcpPair(t)
+		msg := bytes.Repeat([]byte("q"), size)
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, size)
+			_, err := io.ReadFull(peer, b)
+			if err == nil {
+				_, err = peer.Write([]byte("answer"))
+			}
+			if err != nil {
+				b = nil
+			}
+			got <- b
+		}()
+		s.holdNextWrite()
+		if n, err := s.Write(msg); n != size || err != nil {
+			t.Fatalf("held Write of %d bytes = %d, %v", size, n, err)
+		}
+		select {
+		case <-got:
+			t.Fatalf("%d bytes: the peer got the held bytes before any Read", size)
+		case <-time.After(50 * time.Millisecond):
+		}
+		b := make([]byte, 16)
+		n, err := io.ReadAtLeast(s, b, len("answer"))
+		if err != nil || string(b[:n]) != "answer" {
+			t.Fatalf("%d bytes: Read after the held write = %q, %v; want \"answer\"", size, b[:n], err)
+		}
+		if sent := <-got; !bytes.Equal(sent, msg) {
+			t.Fatalf("%d bytes: the peer got %d bytes, not the held ones", size, len(sent))
+		}
+	}
+}
+
+// TestRawSocketHeldWriteFailureIsTheReadsError: a held write to a peer that reset the
+// connection fails the Read that sends it, as a heldWriteError.
+func TestRawSocketHeldWriteFailureIsTheReadsError(t *testing.T) {
+	_, s, peer := tcpPair(t)
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond) // the reset arrives
+	s.holdNextWrite()
+	if _, err := s.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Read(make([]byte, 10))
+	var held *heldWriteError
+	if !errors.As(err, &held) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read sending a held write to a reset peer = %v; want a heldWriteError or ECONNRESET", err)
+	}
+}

@@ -426,7 +426,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
 		// the answer's, less the hop-by-hop fields, instead of being copied field by field.
 		for k := range resp.Header {
-			if k != "Connection" && (hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader) {
+			if k != "Connection" && (isHop(k) || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader) {
 				delete(resp.Header, k)
 			}
 		}
@@ -434,7 +434,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		hw.header, h = resp.Header, resp.Header
 	} else {
 		for k, vs := range resp.Header {
-			if hopHeaders[k] || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
+			if isHop(k) || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
 				continue
 			}
 			h[k] = vs

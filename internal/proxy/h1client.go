@@ -291,16 +291,18 @@ func bodyAllowed(method string, status int) bool {
 
 // hopHeaders are removed when a message is passed on (RFC 9110 section 7.6.1, and what
 // net/http/httputil removes). Content-Length and Host are written by the client itself.
-var hopHeaders = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// isHop reports whether k is one of hopHeaders. A switch, not a map: it runs for every field
+// of every request and answer, and a map lookup hashes the key each time.
+func isHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // connectionListed reports whether the Connection header of h names key as hop-by-hop.
@@ -356,7 +358,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, bodyLen int) {
 	w.WriteString("\r\n")
 	hasConnection := req.Header["Connection"] != nil
 	for k, vs := range req.Header {
-		if hopHeaders[k] || k == "Host" || k == "Content-Length" || hasConnection && connectionListed(req.Header, k) {
+		if isHop(k) || k == "Host" || k == "Content-Length" || hasConnection && connectionListed(req.Header, k) {
 			if k == "Te" && hasToken(vs, "trailers") {
 				w.WriteString("Te: trailers\r\n") // gRPC-style trailer support is end to end
 			}

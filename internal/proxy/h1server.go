@@ -551,18 +551,10 @@ func cutLine(s string) (line, rest string) {
 
 // isToken reports whether k is an HTTP token (RFC 9110 section 5.6.2): what a method and a
 // header name must be.
-func isToken(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
+func isToken(k string) bool { return k != "" && tokenBytes.all(k) }
+
+// tokenBytes are tchar: letters, digits and these (RFC 9110 section 5.6.2).
+var tokenBytes = newByteSet("!#$%&'*+-.^_`|~")
 
 // validHost reports whether a Host header holds only what a host, port or IP literal may
 // (net/http's check).

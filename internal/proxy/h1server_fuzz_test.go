@@ -143,7 +143,7 @@ func FuzzH1Response(f *testing.F) {
 		same("status", got.StatusCode, want.StatusCode)
 		// Hop-by-hop headers are not passed on (forwardPlain drops them); net/http drops some
 		// of them already when reading.
-		for k := range hopHeaders {
+		for _, k := range hopHeaders {
 			delete(got.Header, k)
 			delete(want.Header, k)
 		}
@@ -416,5 +416,19 @@ func TestH1ShutdownDrains(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serveHTTP did not return after its connections were drained")
+	}
+}
+
+// TestIsHopMatchesHopHeaders: the switch and the list name the same fields.
+func TestIsHopMatchesHopHeaders(t *testing.T) {
+	for _, k := range hopHeaders {
+		if !isHop(k) {
+			t.Errorf("isHop(%q) = false; it is in hopHeaders", k)
+		}
+	}
+	for _, k := range []string{"Host", "Content-Length", "X-Swimlane", "Connections", "connection", ""} {
+		if isHop(k) {
+			t.Errorf("isHop(%q) = true; it is not a hop-by-hop field", k)
+		}
 	}
 }

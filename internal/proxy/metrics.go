@@ -114,16 +114,28 @@ type series struct {
 	duration prometheus.Observer
 }
 
+// seriesEntry is one seriesKey with its series: what p.series holds, so that the last one
+// found can be kept without an allocation.
+type seriesEntry struct {
+	key seriesKey
+	s   *series
+}
+
 func (p *Proxy) seriesFor(k seriesKey) *series {
-	if s, ok := p.series.Load(k); ok {
-		return s.(*series)
+	// Comparing with the last key found is cheaper than sync.Map's hash of six strings.
+	if last := p.lastSeries.Load(); last != nil && last.key == k {
+		return last.s
 	}
-	s := &series{
-		requests: p.metrics.requests.WithLabelValues(p.Node, k.direction, k.service, k.asked, k.served, strconv.FormatBool(k.fallback), k.code),
-		duration: p.metrics.duration.WithLabelValues(p.Node, k.direction, k.service, k.served),
+	v, ok := p.series.Load(k)
+	if !ok {
+		v, _ = p.series.LoadOrStore(k, &seriesEntry{k, &series{
+			requests: p.metrics.requests.WithLabelValues(p.Node, k.direction, k.service, k.asked, k.served, strconv.FormatBool(k.fallback), k.code),
+			duration: p.metrics.duration.WithLabelValues(p.Node, k.direction, k.service, k.served),
+		}})
 	}
-	actual, _ := p.series.LoadOrStore(k, s)
-	return actual.(*series)
+	e := v.(*seriesEntry)
+	p.lastSeries.Store(e)
+	return e.s
 }
 
 func laneLabel(snap *snapshot.Snapshot, l lane.Lane) string {

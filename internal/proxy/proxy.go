@@ -48,7 +48,8 @@ type Proxy struct {
 	// proxy's own series, unregistered when it goes (Admin.Remove).
 	metrics    *Metrics
 	collectors []prometheus.Collector
-	series     sync.Map // seriesKey -> *series, this proxy's metrics by label values
+	series     sync.Map                    // seriesKey -> *seriesEntry, this proxy's metrics by label values
+	lastSeries atomic.Pointer[seriesEntry] // the last one found: most requests repeat it
 	// Labels are the labels of the workload this proxy serves (none for a gateway), matched by
 	// VirtualService sourceLabels. Set before serving.
 	Labels map[string]string

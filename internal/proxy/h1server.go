@@ -1012,6 +1012,9 @@ func (w *h1Response) finish() bool {
 		w.WriteHeader(http.StatusOK)
 	}
 	sc := w.sc
+	if !w.headWritten && w.contentLength < 0 && w.bodyAllowed() && w.hasTrailers() {
+		w.startChunked() // trailers need a chunked body, even an empty one
+	}
 	if !w.headWritten {
 		if w.contentLength < 0 && w.bodyAllowed() {
 			w.contentLength = int64(len(sc.pending))
@@ -1039,6 +1042,19 @@ func (w *h1Response) finish() bool {
 		return false
 	}
 	return whole
+}
+
+// hasTrailers reports whether the handler set or declared trailer fields.
+func (w *h1Response) hasTrailers() bool {
+	if w.header["Trailer"] != nil {
+		return true
+	}
+	for k := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeHead writes the status line and headers.

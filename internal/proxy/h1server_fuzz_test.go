@@ -432,3 +432,45 @@ func TestIsHopMatchesHopHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestH1AnswerTrailersPassOn: a chunked answer's trailer fields reach the caller, with a body
+// and with an empty one.
+func TestH1AnswerTrailersPassOn(t *testing.T) {
+	for name, answer := range map[string]string{
+		"with a body": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 7\r\n\r\n",
+		"empty body":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n0\r\nX-Sum: 7\r\n\r\n",
+	} {
+		upstream, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer upstream.Close()
+		go func() {
+			for {
+				c, err := upstream.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					br := bufio.NewReader(c)
+					for {
+						if _, err := http.ReadRequest(br); err != nil {
+							return
+						}
+						_, _ = io.WriteString(c, answer)
+					}
+				}()
+			}
+		}()
+		res, err := http.Get("http://" + serveForwarding(t, upstream.Addr().String()) + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if got := res.Trailer.Get("X-Sum"); got != "7" {
+			t.Errorf("%s: the caller got trailer X-Sum %q (body %q, trailers %v); want \"7\"", name, got, body, res.Trailer)
+		}
+	}
+}

@@ -143,6 +143,7 @@ func (p *Proxy) gatewayServerHandler(name string, port int) http.Handler {
 			defer p.record(r, rec, snap, o, time.Now())
 			w = rec
 		}
+		dropConnectionListed(r.Header)
 		snap.Mesh.LaneNames().Write(r.Header, o.asked)
 		d := snap.RouteVirtualHost(vh, r, o.asked, p.picker(r))
 		o.service, o.served, o.fallback = d.Host, d.Served, d.Fallback()

@@ -381,3 +381,23 @@ func TestH1UpstreamCutShort(t *testing.T) {
 		t.Fatalf("read %d %q with no error from an answer the upstream cut short", res.StatusCode, body)
 	}
 }
+
+// TestConnectionListedFieldsStayOnTheirHop: the fields a caller's Connection header names are
+// its hop's only and do not reach the app, but the lane the proxies write for the next hop
+// does, even when the caller listed the lane header (it was the caller's hop's lane header,
+// not the proxy's).
+func TestConnectionListedFieldsStayOnTheirHop(t *testing.T) {
+	t.Parallel()
+	c, br := rawConn(t, h1Mesh(t))
+	fmt.Fprint(c, "GET /hop HTTP/1.1\r\nHost: web\r\nConnection: X-Swimlane, X-Private, keep-alive\r\nX-Swimlane: dev\r\nX-Private: secret\r\nX-Kept: yes\r\n\r\n")
+	rep := readResponse(t, br).reply(t)
+	if got := rep.Header.Get("X-Private"); got != "" {
+		t.Errorf("the app got X-Private %q, which the caller listed in Connection", got)
+	}
+	if got := rep.Header.Get("X-Swimlane"); got != "dev" {
+		t.Errorf("the app got X-Swimlane %q; want the lane the proxies carry, \"dev\"", got)
+	}
+	if got := rep.Header.Get("X-Kept"); got != "yes" {
+		t.Errorf("the app got X-Kept %q; want \"yes\"", got)
+	}
+}

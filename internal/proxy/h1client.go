@@ -317,6 +317,34 @@ func connectionListed(h http.Header, key string) bool {
 	return false
 }
 
+// dropConnectionListed removes, as a request comes in, the fields its Connection header names
+// (they were meant for this hop only, RFC 9110 section 7.6.1), and those names from the
+// Connection header, which keeps only its options (close, keep-alive, upgrade). Done before the
+// proxy writes its own fields: left for the forwarding to strip, a caller's "Connection:
+// x-swimlane" would remove the lane the proxy writes for the next hop.
+func dropConnectionListed(h http.Header) {
+	conn := h["Connection"]
+	if conn == nil {
+		return
+	}
+	var kept []string
+	for _, v := range conn {
+		for _, tok := range splitComma(v) {
+			switch {
+			case asciiEqualFold(tok, "close"), asciiEqualFold(tok, "keep-alive"), asciiEqualFold(tok, "upgrade"):
+				kept = append(kept, tok) // options, and the upgrade an Upgrade field asks for
+			default:
+				delete(h, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	if kept == nil {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
 func splitComma(v string) []string {
 	var out []string
 	for len(v) > 0 {

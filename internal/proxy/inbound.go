@@ -30,6 +30,7 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 		}
 		// Every lane form, so the lane survives whichever of them the app forwards; and the
 		// trace's lane, for apps that forward only trace context.
+		dropConnectionListed(r.Header)
 		names.WriteAll(r.Header, l)
 		if l != "" {
 			if id := tracelane.TraceID(r.Header); id != "" {

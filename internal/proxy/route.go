@@ -45,6 +45,7 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Sn
 		defer p.record(r, rec, snap, o, time.Now())
 		w = rec
 	}
+	dropConnectionListed(r.Header)
 	snap.Mesh.LaneNames().Write(r.Header, o.asked)
 	svc := snap.Service(host)
 	if svc == nil {

@@ -183,37 +183,22 @@ func TestH1SlowClients(t *testing.T) {
 // leaves the body with the transport, which may go on reading it after the answer; the
 // connection's next request must still be read whole and answered.
 func TestH1BodyReadAfterAnswer(t *testing.T) {
-	upstream, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upstream.Close()
-	go func() {
+	upstream := serveRaw(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := upstream.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.Method == "POST" { // refuse at once, then read the body, as servers may
-						_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					if req.Method != "POST" {
-						_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
-					}
-				}
-			}()
+			if req.Method == "POST" { // refuse at once, then read the body, as servers may
+				_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			if req.Method != "POST" {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+			}
 		}
-	}()
-	c, err := net.Dial("tcp", serveForwarding(t, upstream.Addr().String()))
+	})
+	c, err := net.Dial("tcp", serveForwarding(t, upstream))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,36 +288,14 @@ func serveTest(t *testing.T, handler http.Handler) string {
 // both when the answer's header starts empty (it takes the upstream's map) and when the
 // handler set a field first (the fields are copied).
 func TestH1AnswerLosesItsHopHeaders(t *testing.T) {
-	upstream, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upstream.Close()
-	go func() {
-		for {
-			c, err := upstream.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Private, keep-alive\r\nKeep-Alive: timeout=5\r\n"+
-						"X-Private: secret\r\n"+appRefusedHeader+": 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
-		}
-	}()
+	upstream := rawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: X-Private, keep-alive\r\nKeep-Alive: timeout=5\r\n"+
+		"X-Private: secret\r\n"+appRefusedHeader+": 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
 	f := newForwarder(slog.New(slog.DiscardHandler))
 	preset := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Set-Before", "1")
-		f.forward(w, r, &target{addr: upstream.Addr().String(), protocol: snapshot.HTTP})
+		f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
 	}))
-	for name, addr := range map[string]string{"empty header": serveForwarding(t, upstream.Addr().String()), "preset header": preset} {
+	for name, addr := range map[string]string{"empty header": serveForwarding(t, upstream), "preset header": preset} {
 		res, err := http.Get("http://" + addr + "/")
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -440,30 +403,7 @@ func TestH1AnswerTrailersPassOn(t *testing.T) {
 		"with a body": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 7\r\n\r\n",
 		"empty body":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n0\r\nX-Sum: 7\r\n\r\n",
 	} {
-		upstream, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer upstream.Close()
-		go func() {
-			for {
-				c, err := upstream.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					br := bufio.NewReader(c)
-					for {
-						if _, err := http.ReadRequest(br); err != nil {
-							return
-						}
-						_, _ = io.WriteString(c, answer)
-					}
-				}()
-			}
-		}()
-		res, err := http.Get("http://" + serveForwarding(t, upstream.Addr().String()) + "/")
+		res, err := http.Get("http://" + serveForwarding(t, rawUpstream(t, answer)) + "/")
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -473,4 +413,40 @@ func TestH1AnswerTrailersPassOn(t *testing.T) {
 			t.Errorf("%s: the caller got trailer X-Sum %q (body %q, trailers %v); want \"7\"", name, got, body, res.Trailer)
 		}
 	}
+}
+
+// rawUpstream serves answer, byte for byte, to every request on 127.0.0.1:0 until the test
+// ends; it returns the listener's address.
+func rawUpstream(t *testing.T, answer string) string {
+	return serveRaw(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, answer)
+		}
+	})
+}
+
+// serveRaw runs serve on each connection to a listener on 127.0.0.1:0 until the test ends,
+// closing the connection after; it returns the listener's address.
+func serveRaw(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return lis.Addr().String()
 }

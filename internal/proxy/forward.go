@@ -420,9 +420,9 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		return
 	}
 	defer resp.Body.Close()
-	h := w.Header()
+	var h http.Header
 	hasConnection := resp.Header["Connection"] != nil
-	if hw, ok := w.(*h1Response); ok && len(h) == 0 {
+	if hw, ok := w.(*h1Response); ok && len(hw.header) == 0 { // not through Header(), which makes one
 		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
 		// the answer's, less the hop-by-hop fields, instead of being copied field by field.
 		for k := range resp.Header {
@@ -433,6 +433,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		delete(resp.Header, "Connection")
 		hw.header, h = resp.Header, resp.Header
 	} else {
+		h = w.Header()
 		for k, vs := range resp.Header {
 			if isHop(k) || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
 				continue

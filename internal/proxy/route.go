@@ -120,7 +120,7 @@ func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snap
 			"lane_asked", d.Asked, "lane_served", d.Served, "fallback", d.Fallback(), "endpoint", ep.Workload)
 	}
 	t := p.targetFor(d.Service, ep)
-	t.again = repicker{p: p, r: r, snap: snap, d: d}
+	t.again = repicker{p: p, r: r, snap: snap, d: *d}
 	t.retry = defaultRetry
 	if d.Route != nil && d.Route.Retries != nil {
 		t.retry = d.Route.Retries
@@ -160,7 +160,7 @@ type repicker struct {
 	p    *Proxy
 	r    *http.Request
 	snap *snapshot.Snapshot
-	d    *snapshot.Decision
+	d    snapshot.Decision // a copy: a pointer would move the caller's Decision to the heap
 }
 
 // canRepick reports whether t can be rerouted or repicked.
@@ -170,7 +170,7 @@ func (t *target) canRepick() bool { return t.again.p != nil }
 // may move it to the next lane of its chain when the lane has no endpoint left; nil when
 // nothing is left.
 func (t *target) reroute(failed string) *target {
-	p, d, r := t.again.p, t.again.d, t.again.r
+	p, d, r := t.again.p, &t.again.d, t.again.r
 	p.ejector.eject(failed)
 	p.log.Warn("endpoint refused the connection; ejected", "service", d.Service.Name, "address", failed, "for", ejectFor)
 	again := *d
@@ -191,7 +191,7 @@ func (t *target) reroute(failed string) *target {
 // repick picks the next endpoint of the same lane or subset for a retry, as Envoy's load
 // balancer picks again (no ejection); nil when there is none.
 func (t *target) repick() *target {
-	p, d, r := t.again.p, t.again.d, t.again.r
+	p, d, r := t.again.p, &t.again.d, t.again.r
 	var ep *snapshot.Endpoint
 	if d.Subset != "" {
 		ep = d.Service.SubsetSet(d.Subset).Pick(p.picker(r))

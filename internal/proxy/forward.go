@@ -309,6 +309,11 @@ func newForwarder(log *slog.Logger) *forwarder {
 				pr.Out.URL.Scheme = "http"
 				pr.Out.URL.Host = t.addr
 				pr.Out.Host = pr.In.Host // keep the authority: the app may route on it
+				// The clone's Trailer is a copy made before the body was read: share the
+				// request's own, which its body fills at its end, so the trailers are sent.
+				if pr.In.Trailer != nil {
+					pr.Out.Trailer = pr.In.Trailer
+				}
 				// ReverseProxy hands the transport a body whose Close does nothing. Over HTTP/2 a
 				// server may answer (a gRPC status) before the client stops sending; closing the
 				// response then waits for the request-body copy, which only a real Close of the

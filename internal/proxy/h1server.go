@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -642,7 +643,16 @@ func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
 		r.ContentLength = -1
 		b.chunked = httputil.NewChunkedReader(sc.br)
 		b.n = -1
+		b.req = r
 		delete(h, "Transfer-Encoding")
+		if declared := h["Trailer"]; declared != nil {
+			trailer, ok := declaredTrailer(declared)
+			if !ok {
+				return http.StatusBadRequest, "bad trailer key"
+			}
+			r.Trailer = trailer
+			delete(h, "Trailer")
+		}
 	case cl != nil:
 		for _, v := range cl[1:] {
 			if v != cl[0] {
@@ -758,6 +768,7 @@ type h1RequestBody struct {
 	err            error
 	expectContinue bool // the client waits for "100 Continue" before sending
 	started        bool
+	req            *http.Request // whose Trailer a chunked body's trailer fields go into
 }
 
 func (b *h1RequestBody) Read(p []byte) (int, error) {
@@ -791,8 +802,16 @@ func (b *h1RequestBody) read(p []byte) (int, error) {
 		n, err = b.chunked.Read(p)
 		if err == io.EOF {
 			// The trailer section (usually empty) ends the body.
-			if _, terr := readTrailerSection(b.sc.br); terr != nil { // request trailers are dropped
+			if trailer, terr := readTrailerSection(b.sc.br); terr != nil {
 				err = terr
+			} else if trailer != nil && b.req != nil {
+				// Into the map the request declared (shared with the handler's copy and the
+				// upstream request, whose transport sends it after the body), as net/http does.
+				if b.req.Trailer == nil {
+					b.req.Trailer = trailer
+				} else {
+					maps.Copy(b.req.Trailer, trailer)
+				}
 			}
 		}
 	} else {
@@ -814,6 +833,26 @@ func (b *h1RequestBody) read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// declaredTrailer is the Trailer map a request's Trailer header declares, keys only (net/http's
+// rule: no Transfer-Encoding, Trailer or Content-Length among them); nil when it names none.
+func declaredTrailer(declared []string) (http.Header, bool) {
+	var trailer http.Header
+	for _, v := range declared {
+		for _, key := range splitComma(v) {
+			key = http.CanonicalHeaderKey(key)
+			switch key {
+			case "Transfer-Encoding", "Trailer", "Content-Length":
+				return nil, false
+			}
+			if trailer == nil {
+				trailer = http.Header{}
+			}
+			trailer[key] = nil
+		}
+	}
+	return trailer, true
 }
 
 // readTrailerSection reads what follows a chunked body's last chunk, as net/http does: an

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +32,8 @@ func FuzzH1Request(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, x-b\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 7\r\nX-Other: 1\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n0\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
 		"GET / HTTP/1.1\nHost: a\n\n",
 		"\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
@@ -79,6 +82,7 @@ func FuzzH1Request(f *testing.F) {
 		delete(wantHeader, "Host")
 		same("header", got.Header, wantHeader)
 		sameBody(same, got.Body, want.Body)
+		same("trailer", got.Trailer, want.Trailer)
 	})
 }
 
@@ -449,4 +453,32 @@ func serveRaw(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 		}
 	}()
 	return lis.Addr().String()
+}
+
+// TestH1RequestTrailersPassOn: a chunked request's declared trailer fields reach the upstream,
+// after its body.
+func TestH1RequestTrailersPassOn(t *testing.T) {
+	upstream := serveRaw(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		got := fmt.Sprintf("%s %s", body, req.Trailer.Get("X-Sum"))
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(got), got)
+	})
+	c, err := net.Dial("tcp", serveForwarding(t, upstream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 7\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(res.Body); string(body) != "hi 7" {
+		t.Errorf("the upstream read body and trailer X-Sum %q; want \"hi 7\"", body)
+	}
 }

@@ -289,13 +289,10 @@ func bodyAllowed(method string, status int) bool {
 	return method != http.MethodHead && status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
 }
 
-// hopHeaders are removed when a message is passed on (RFC 9110 section 7.6.1, and what
-// net/http/httputil removes). Content-Length and Host are written by the client itself.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// isHop reports whether k is one of hopHeaders. A switch, not a map: it runs for every field
-// of every request and answer, and a map lookup hashes the key each time.
+// isHop reports whether k is a hop-by-hop field, removed when a message is passed on (RFC 9110
+// section 7.6.1, and what net/http/httputil removes; Content-Length and Host are written by the
+// client itself). A switch, not a map: it runs for every field of every request and answer,
+// and a map lookup hashes the key each time.
 func isHop(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",

@@ -431,8 +431,8 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
 		// the answer's, less the hop-by-hop fields, instead of being copied field by field.
 		for k := range resp.Header {
-			if k != "Connection" && (isHop(k) || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader) {
-				delete(resp.Header, k)
+			if k != "Connection" && !passedOn(resp.Header, k, hasConnection) {
+				delete(resp.Header, k) // Connection goes last: passedOn reads it
 			}
 		}
 		delete(resp.Header, "Connection")
@@ -440,10 +440,9 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	} else {
 		h = w.Header()
 		for k, vs := range resp.Header {
-			if isHop(k) || hasConnection && connectionListed(resp.Header, k) || k == appRefusedHeader {
-				continue
+			if passedOn(resp.Header, k, hasConnection) {
+				h[k] = vs
 			}
-			h[k] = vs
 		}
 	}
 	if resp.ContentLength >= 0 && resp.Body != http.NoBody && !headerIsInt(h, "Content-Length", resp.ContentLength) {
@@ -483,6 +482,12 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	for k, vs := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vs
 	}
+}
+
+// passedOn reports whether an upstream's answer field k reaches the caller: not hop-by-hop,
+// not listed in the answer's Connection header, not Swimlane's own app-refused mark.
+func passedOn(h http.Header, k string, hasConnection bool) bool {
+	return !isHop(k) && !(hasConnection && connectionListed(h, k)) && k != appRefusedHeader
 }
 
 // headerIsInt reports whether h holds key once, as n in decimal: the form the proxy would

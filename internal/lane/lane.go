@@ -135,7 +135,9 @@ func (n Names) Write(h http.Header, l Lane) {
 	if l == "" {
 		return
 	}
-	h.Set(n.Header, string(l))
+	if vs := headerValues(h, "", n.Header); len(vs) != 1 || vs[0] != string(l) {
+		h.Set(n.Header, string(l))
+	} // else already so, as on most requests: no allocations for the key and the value
 	values := h.Values("Baggage")
 	if len(values) == 0 {
 		h.Set("Baggage", n.BaggageKey+"="+string(l))

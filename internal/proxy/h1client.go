@@ -259,7 +259,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
-	resp, err := readResponseHead(pc, req)
+	resp, err := readResponseHead(pc, req, &b.answer, b.values[:0])
 	if err != nil {
 		return fail(err)
 	}
@@ -446,8 +446,9 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-// readResponseHead reads a status line and headers, skipping 1xx informational answers.
-func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+// readResponseHead reads a status line and headers, skipping 1xx informational answers, into
+// resp, whose header values go into values while it has room (see parseHeaderLines).
+func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (*http.Response, error) {
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
@@ -468,7 +469,7 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 		if !ok {
 			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, _, ok := parseHeaderLines(rest)
+		header, _, ok := parseHeaderLines(rest, values)
 		if !ok {
 			return nil, errors.New("malformed header line from the upstream")
 		}
@@ -482,7 +483,7 @@ func readResponseHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
 			}
 			continue
 		}
-		resp := &http.Response{
+		*resp = http.Response{
 			Status:     line[len(proto)+1:],
 			StatusCode: status,
 			Proto:      proto,
@@ -563,6 +564,9 @@ type h1Body struct {
 	client *h1Client
 	pc     *h1Conn
 	resp   *http.Response
+	// answer and values are resp and its header values, allocated with the body.
+	answer http.Response
+	values [headValues]string
 	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
 	// the context cannot be cancelled.
 	stop func() bool

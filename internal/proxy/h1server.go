@@ -199,6 +199,9 @@ type h1ServerConn struct {
 	// finds the client gone; in ctx for the h1Client.
 	hook clientGoneHook
 	idle atomic.Bool // between requests (see setIdle)
+	// base is an empty request carrying ctx: each request starts as a copy of it, which
+	// sets its context without the second Request that WithContext would allocate.
+	base *http.Request
 }
 
 // clientGoneHook lets the h1Client hand the server connection's watch the upstream
@@ -303,6 +306,7 @@ func (s *h1Server) serveConn(c net.Conn) {
 	sc.ctx, sc.cancel = context.WithCancel(sc.ctx)
 	sc.ctx = context.WithValue(sc.ctx, clientGoneKey{}, &sc.hook)
 	sc.hook.done = sc.ctx.Done()
+	sc.base = new(http.Request).WithContext(sc.ctx)
 	sc.watch = time.AfterFunc(time.Hour, sc.checkClient) // scheduled by watchClient
 	sc.watch.Stop()
 	defer func() {
@@ -431,7 +435,13 @@ type h1Request struct {
 	url  url.URL
 	body h1RequestBody
 	resp h1Response
+	// values backs the header values of a usual head (see parseHeaderLines).
+	values [headValues]string
 }
+
+// headValues is how many header values a head holds without an allocation of its own: more
+// than a usual request or answer carries.
+const headValues = 10
 
 // parse turns sc.head into a request. status is 0 on success, statusHandOff for a request to
 // hand to net/http, or the HTTP status to refuse it with.
@@ -450,10 +460,11 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 		return nil, statusHandOff, ""
 	}
 	rq := &h1Request{}
+	rq.req = *sc.base
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
-	h, folded, ok := parseHeaderLines(rest)
+	h, folded, ok := parseHeaderLines(rest, rq.values[:0])
 	switch {
 	case folded:
 		return nil, statusHandOff, "" // obsolete line folding: leave it to net/http
@@ -488,13 +499,15 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 }
 
 // parseHeaderLines parses the header lines of a head (after its start line) into a new
-// Header whose values share one backing array. folded reports an obsolete continuation line,
-// which it does not parse.
-func parseHeaderLines(rest string) (h http.Header, folded, ok bool) {
+// Header whose values share one backing array: values's, when it has room for them all.
+// folded reports an obsolete continuation line, which it does not parse.
+func parseHeaderLines(rest string, values []string) (h http.Header, folded, ok bool) {
 	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
 	// map entry per line up front.
 	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
-	values := make([]string, 0, lines)
+	if cap(values) < lines {
+		values = make([]string, 0, lines)
+	}
 	h = make(http.Header, lines)
 	for rest != "" {
 		var hl string
@@ -724,7 +737,7 @@ func (sc *h1ServerConn) reject(status int, why string) {
 // serveRequest runs the handler for one request; it reports whether the connection stays
 // open for the next.
 func (sc *h1ServerConn) serveRequest(rq *h1Request) (keepAlive bool) {
-	r := rq.req.WithContext(sc.ctx)
+	r := &rq.req // its context is sc.ctx (base)
 	w := &rq.resp
 	w.sc, w.req, w.status, w.contentLength = sc, r, 0, -1
 	w.keepAlive = !r.Close

@@ -55,7 +55,7 @@ func FuzzH1Request(f *testing.F) {
 		defer client.Close()
 		defer server.Close()
 		go io.Copy(io.Discard, client)
-		sc := &h1ServerConn{conn: server, br: br, head: head, remoteAddr: "192.0.2.1:1234"}
+		sc := &h1ServerConn{conn: server, br: br, head: head, remoteAddr: "192.0.2.1:1234", base: new(http.Request)}
 		rq, status, _ := sc.parse()
 		if status != 0 {
 			return // refused, or handed to net/http

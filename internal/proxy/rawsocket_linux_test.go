@@ -188,3 +188,36 @@ func TestRawSocketHeldWriteFailureIsTheReadsError(t *testing.T) {
 		t.Fatalf("Read sending a held write to a reset peer = %v; want a heldWriteError or ECONNRESET", err)
 	}
 }
+
+// TestRawSocketReadPooled: readPooled waits for bytes that arrive later and hands them over in
+// a pooled buffer, reads the peer's close as io.EOF and a local Close as an error, with no
+// buffer for the caller to give back in either.
+func TestRawSocketReadPooled(t *testing.T) {
+	_, s, peer := tcpPair(t)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // the read is waiting by now, with no buffer held
+		_, _ = peer.Write([]byte("later"))
+	}()
+	buf, n, err := s.readPooled()
+	if err != nil || string((*buf)[:n]) != "later" {
+		t.Fatalf("readPooled = %d, %v; want the 5 bytes sent later", n, err)
+	}
+	if cap(*buf) != 32<<10 {
+		t.Errorf("the buffer holds %d bytes, not a copy buffer's 32 KiB", cap(*buf))
+	}
+	copyBuffers.put(buf)
+
+	peer.Close()
+	if buf, n, err := s.readPooled(); err != io.EOF || buf != nil || n != 0 {
+		t.Fatalf("after the peer's close: readPooled = %v, %d, %v; want nil, 0, io.EOF", buf, n, err)
+	}
+
+	ours2, s2, _ := tcpPair(t)
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		ours2.Close()
+	}()
+	if buf, _, err := s2.readPooled(); err == nil || buf != nil {
+		t.Fatalf("a read waiting when its connection was closed: %v, %v; want an error and no buffer", buf, err)
+	}
+}

@@ -287,8 +287,15 @@ type forwarder struct {
 
 func newForwarder(log *slog.Logger) *forwarder {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return withSocketIO(c), nil
+	}
 	h1 := &http.Transport{
-		DialContext:         dialer.DialContext,
+		DialContext:         dial,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 		// Compression is the app's business: a proxy that asks for gzip changes the response.
@@ -297,7 +304,7 @@ func newForwarder(log *slog.Logger) *forwarder {
 	var h2Protocols http.Protocols
 	h2Protocols.SetUnencryptedHTTP2(true)
 	h2 := &http.Transport{
-		DialContext:        dialer.DialContext,
+		DialContext:        dial,
 		Protocols:          &h2Protocols,
 		IdleConnTimeout:    90 * time.Second,
 		DisableCompression: true,

@@ -181,6 +181,7 @@ var (
 type h1ServerConn struct {
 	s          *h1Server
 	conn       net.Conn
+	sock       io.ReadWriter // what reads and writes conn (socketIO)
 	br         *bufio.Reader
 	bw         *bufio.Writer
 	remoteAddr string
@@ -313,11 +314,11 @@ func (s *h1Server) serveConn(c net.Conn) {
 		sc.watch.Stop()
 		sc.cancel()
 	}()
-	sock := socketIO(c)
+	sc.sock = socketIO(c)
 	sc.br = h1ServerReaders.Get().(*bufio.Reader)
-	sc.br.Reset(sock)
+	sc.br.Reset(sc.sock)
 	sc.bw = h1ServerWriters.Get().(*bufio.Writer)
-	sc.bw.Reset(sock)
+	sc.bw.Reset(sc.sock)
 	handedOff := false
 	// A new connection gets headReadTimeout to send its first head whole, so that a client
 	// cannot hold one open by sending nothing.
@@ -699,19 +700,23 @@ func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
 // handOff passes the connection, with every byte read so far put back in front, to net/http.
 func (sc *h1ServerConn) handOff() {
 	head := append([]byte(nil), sc.head...)
-	c := &replayConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(head)), sc.br)}
+	c := &replayConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(head)), sc.br), w: sc.sock}
 	if !sc.s.handoff.push(c) {
 		sc.conn.Close()
 	}
 }
 
-// replayConn reads from r (bytes already taken from the connection, then the connection).
+// replayConn reads from r (bytes already taken from the connection, then the connection) and
+// writes through w, the connection's socketIO, as the fast path does: net/http's servers then
+// write h2c frames and tunnel bytes with raw system calls too.
 type replayConn struct {
 	net.Conn
 	r io.Reader
+	w io.Writer
 }
 
-func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *replayConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *replayConn) Write(p []byte) (int, error) { return c.w.Write(p) }
 
 func (c *replayConn) tunnelTarget() string {
 	if t, ok := c.Conn.(interface{ tunnelTarget() string }); ok {

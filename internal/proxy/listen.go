@@ -127,6 +127,33 @@ func copyStream(dst, src net.Conn) {
 	_, _ = io.CopyBuffer(struct{ io.Writer }{w}, src, *buf) // the Writer alone: no ReadFrom detour
 }
 
+// socketConn is a connection read and written through its socketIO: given to net/http's
+// transports, whose HTTP/2 frames and streamed bodies then take raw system calls (rawSocket)
+// as the proxy's own client does, without a sysmon wake-up per request.
+type socketConn struct {
+	net.Conn
+	rw io.ReadWriter
+}
+
+func (c *socketConn) Read(p []byte) (int, error)  { return c.rw.Read(p) }
+func (c *socketConn) Write(p []byte) (int, error) { return c.rw.Write(p) }
+
+// CloseWrite half-closes the connection inside, for a tunnel's or upgrade's copy.
+func (c *socketConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// withSocketIO is c read and written through socketIO: c itself where that is c.
+func withSocketIO(c net.Conn) net.Conn {
+	if rw := socketIO(c); rw != io.ReadWriter(c) {
+		return &socketConn{Conn: c, rw: rw}
+	}
+	return c
+}
+
 // writeSide is the connection that writes for c: a tunnel's or a handed-off connection's
 // reads come through buffers that hold what was read ahead, but its writes go straight to the
 // connection inside.
@@ -136,6 +163,8 @@ func writeSide(c net.Conn) net.Conn {
 		case *tunnelConn:
 			c = w.Conn
 		case *replayConn:
+			c = w.Conn
+		case *socketConn:
 			c = w.Conn
 		default:
 			return c

@@ -387,34 +387,42 @@ func (m *Mesh) laneLabel() string {
 
 func freeListener() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
-// reserveAppPort finds a free port for an app to bind itself. The app binds it a moment after
-// it is found free, so it is picked below the kernel's ephemeral range: there, no outgoing
-// connection and no port-0 bind of another process can take it in that moment (an ephemeral
-// port, as port 0 gives, did get taken under load).
+// reserveAppPort finds a free port for an app to bind itself, to keep until release (once
+// the app is gone). The app binds it a moment after it is found free, so it is picked below the
+// kernel's ephemeral range: there, no outgoing connection and no port-0 bind of another
+// process can take it in that moment (an ephemeral port, as port 0 gives, did get taken under
+// load).
 //
-// A port is handed out once per process: two workloads started together would otherwise be
-// given the same one, both found free before either app bound it.
-func reserveAppPort() (int, error) {
+// Two workloads started together would otherwise be given the same port, both found free
+// before either app bound it: within the process, the set of ports handed out prevents that,
+// and across swimlane processes, a claim on the port (claimPort).
+func reserveAppPort() (port int, release func(), err error) {
 	lo, hi := 20000, ephemeralLow()-1
 	for try := 0; hi-lo > 1000 && try < 50; try++ {
 		port := lo + rand.IntN(hi-lo+1)
 		if !handedOut.take(port) {
 			continue
 		}
+		unclaim, ok := claimPort(port)
+		if !ok {
+			handedOut.give(port)
+			continue
+		}
 		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 			l.Close()
-			return port, nil
+			return port, func() { unclaim(); handedOut.give(port) }, nil
 		}
+		unclaim() // bound by someone: it stays handed out, so it is not tried again
 	}
 	l, err := freeListener() // no room below the ephemeral range: take the race
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return l.Addr().(*net.TCPAddr).Port, func() {}, nil
 }
 
-// handedOut is the set of app ports reserveAppPort gave out.
+// handedOut is the set of app ports reserveAppPort gave out and not taken back.
 var handedOut = &portSet{ports: map[int]bool{}}
 
 type portSet struct {
@@ -431,6 +439,13 @@ func (s *portSet) take(port int) bool {
 	}
 	s.ports[port] = true
 	return true
+}
+
+// give takes port out of the set.
+func (s *portSet) give(port int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ports, port)
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux's default when it

@@ -150,17 +150,20 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		return nil
 	}
 	laneName := spec.Labels[m.laneLabel()]
-	appPort, err := reserveAppPort()
+	appPort, releasePort, err := reserveAppPort()
 	if err != nil {
 		return err
 	}
 	appAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(appPort))
 	inLis, err := freeListener()
 	if err != nil {
+		releasePort()
 		return err
 	}
 	outLis, err := freeListener()
 	if err != nil {
+		inLis.Close()
+		releasePort()
 		return err
 	}
 
@@ -198,6 +201,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		cancel()
+		releasePort()
 		return fmt.Errorf("local: workload %s: start %q: %w", spec.Name, args[0], err)
 	}
 	m.log.Info("workload started", "workload", name, "lane", laneName, "pid", cmd.Process.Pid, "app", appAddr, "inbound", inLis.Addr().String(), "outbound", outLis.Addr().String())
@@ -212,6 +216,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		defer close(w.done)
 		outputs.Wait()
 		err := cmd.Wait()
+		releasePort() // the app is gone, and its port with it
 		close(exited)
 		m.reg.Remove(name)
 		if ctx.Err() == nil {

@@ -725,12 +725,7 @@ func (c *replayConn) tunnelTarget() string {
 	return ""
 }
 
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
+func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 // reject answers a request the server cannot take and ends the connection.
 func (sc *h1ServerConn) reject(status int, why string) {

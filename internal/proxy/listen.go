@@ -31,11 +31,14 @@ func (c *tunnelConn) tunnelTarget() string { return c.target }
 
 // CloseWrite half-closes the client side, so a TCP tunnel passes the upstream's EOF on and the
 // client can still send.
-func (c *tunnelConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+func (c *tunnelConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// closeWrite half-closes c where it can, and closes it where it cannot.
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return c.Conn.Close()
+	return c.Close()
 }
 
 // connQueue is a net.Listener fed with connections by hand: the tunnels a CONNECT handler
@@ -84,11 +87,7 @@ func pipe(a, b net.Conn) {
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		copyStream(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
-			_ = dst.Close()
-		}
+		_ = closeWrite(dst)
 	}
 	go cp(a, b)
 	go cp(b, a)
@@ -139,12 +138,7 @@ func (c *socketConn) Read(p []byte) (int, error)  { return c.rw.Read(p) }
 func (c *socketConn) Write(p []byte) (int, error) { return c.rw.Write(p) }
 
 // CloseWrite half-closes the connection inside, for a tunnel's or upgrade's copy.
-func (c *socketConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
+func (c *socketConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 // withSocketIO is c read and written through socketIO: c itself where that is c.
 func withSocketIO(c net.Conn) net.Conn {

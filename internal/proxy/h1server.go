@@ -700,7 +700,8 @@ func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
 // handOff passes the connection, with every byte read so far put back in front, to net/http.
 func (sc *h1ServerConn) handOff() {
 	head := append([]byte(nil), sc.head...)
-	c := &replayConn{Conn: sc.conn, r: io.MultiReader(strings.NewReader(string(head)), sc.br), w: sc.sock}
+	c := &replayConn{Conn: sc.conn, head: strings.NewReader(string(head)), br: sc.br, w: sc.sock}
+	c.r = io.MultiReader(c.head, c.br)
 	if !sc.s.handoff.push(c) {
 		sc.conn.Close()
 	}
@@ -711,9 +712,14 @@ func (sc *h1ServerConn) handOff() {
 // write h2c frames and tunnel bytes with raw system calls too.
 type replayConn struct {
 	net.Conn
-	r io.Reader
-	w io.Writer
+	head *strings.Reader // the head of the request net/http is handed
+	br   *bufio.Reader   // what was read past it, then the connection
+	r    io.Reader       // head, then br
+	w    io.Writer
 }
+
+// drained reports whether every byte read ahead of the connection has been read.
+func (c *replayConn) drained() bool { return c.head.Len() == 0 && c.br.Buffered() == 0 }
 
 func (c *replayConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
 func (c *replayConn) Write(p []byte) (int, error) { return c.w.Write(p) }

@@ -105,25 +105,65 @@ type pooledReader interface {
 // written with raw system calls (rawSocket), not io.Copy's splice: splice goes through a pipe
 // (two calls per chunk) and, as every syscall.Syscall after an idle moment, wakes the
 // runtime's sysmon thread, which for small messages at a steady rate cost more CPU than the
-// bytes (strace at 1000 messages a second: 3.3 nanosleeps and a futex per message).
+// bytes (strace at 1000 messages a second: 3.3 nanosleeps and a futex per message). A tunnel's
+// bytes read ahead by the HTTP servers go first, through the wrappers that hold them; then
+// the socket inside is read directly, so an idle tunnel holds no buffer either.
 func copyStream(dst, src net.Conn) {
 	w := socketIO(writeSide(dst))
-	if r, ok := socketIO(src).(pooledReader); ok {
-		for {
-			buf, n, err := r.readPooled()
-			if err != nil {
-				return
-			}
-			_, werr := w.Write((*buf)[:n])
-			copyBuffers.put(buf)
-			if werr != nil {
+	for {
+		if inner, ok := drainedReadSide(src); ok {
+			if r, ok := socketIO(inner).(pooledReader); ok {
+				relayPooled(w, r)
 				return
 			}
 		}
+		buf := copyBuffers.get()
+		n, err := src.Read(*buf)
+		var werr error
+		if n > 0 {
+			_, werr = w.Write((*buf)[:n])
+		}
+		copyBuffers.put(buf)
+		if err != nil || werr != nil {
+			return
+		}
 	}
-	buf := copyBuffers.get()
-	defer copyBuffers.put(buf)
-	_, _ = io.CopyBuffer(struct{ io.Writer }{w}, src, *buf) // the Writer alone: no ReadFrom detour
+}
+
+// relayPooled copies from r to w until r ends or either fails.
+func relayPooled(w io.Writer, r pooledReader) {
+	for {
+		buf, n, err := r.readPooled()
+		if err != nil {
+			return
+		}
+		_, werr := w.Write((*buf)[:n])
+		copyBuffers.put(buf)
+		if werr != nil {
+			return
+		}
+	}
+}
+
+// drainedReadSide is the connection inside c once no byte read ahead is left in c's wrappers
+// (a tunnel's, a handed-off connection's): from then on, reading it directly loses nothing.
+func drainedReadSide(c net.Conn) (net.Conn, bool) {
+	for {
+		switch w := c.(type) {
+		case *tunnelConn:
+			if w.r.Buffered() > 0 {
+				return nil, false
+			}
+			c = w.Conn
+		case *replayConn:
+			if !w.drained() {
+				return nil, false
+			}
+			c = w.Conn
+		default:
+			return c, true
+		}
+	}
 }
 
 // socketConn is a connection read and written through its socketIO: given to net/http's

@@ -3,11 +3,13 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -219,5 +221,38 @@ func TestRawSocketReadPooled(t *testing.T) {
 	}()
 	if buf, _, err := s2.readPooled(); err == nil || buf != nil {
 		t.Fatalf("a read waiting when its connection was closed: %v, %v; want an error and no buffer", buf, err)
+	}
+}
+
+// TestTunnelReadsTheSocketOnceDrained: a tunnel's relay reads through the wrappers while they
+// hold bytes read ahead (a handed-off head, the server's buffers), and reads the socket
+// inside directly only once none is left.
+func TestTunnelReadsTheSocketOnceDrained(t *testing.T) {
+	ours, _, peer := tcpPair(t)
+	sc := bufio.NewReader(ours)
+	rc := &replayConn{Conn: ours, head: strings.NewReader("CONNECT x:1 HTTP/1.1\r\n\r\n"), br: sc, w: ours}
+	rc.r = io.MultiReader(rc.head, rc.br)
+	tc := &tunnelConn{Conn: rc, r: bufio.NewReader(rc)}
+	if _, ok := drainedReadSide(tc); ok {
+		t.Fatal("read directly while the handed-off head was unread")
+	}
+	if _, err := tc.r.Discard(len("CONNECT x:1 HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := drainedReadSide(tc); !ok {
+		t.Fatal("not read directly with nothing read ahead")
+	}
+	if _, err := peer.Write([]byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := tc.r.ReadByte(); err != nil || b != 'a' { // "b" stays in the tunnel's buffer
+		t.Fatalf("ReadByte = %q, %v", b, err)
+	}
+	if _, ok := drainedReadSide(tc); ok {
+		t.Fatal("read directly while a byte was still in the tunnel's buffer")
+	}
+	_, _ = tc.r.ReadByte()
+	if inner, ok := drainedReadSide(tc); !ok || inner != ours {
+		t.Fatalf("drainedReadSide = %v, %v; want the socket inside", inner, ok)
 	}
 }

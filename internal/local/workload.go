@@ -167,12 +167,15 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		return err
 	}
 
+	// The sidecar outlives its app's stop: an app finishing its requests in flight after
+	// SIGTERM may still call other services through it (and dial it anew to do so).
+	sidecarCtx, stopSidecar := context.WithCancel(context.WithoutCancel(ctx))
 	p := m.newProxy("sidecar~" + name)
 	p.Labels = spec.Labels
-	m.goRun(func() { <-ctx.Done(); m.admin.Remove(p) })
-	m.goRun(func() { _ = p.Subscribe(ctx, m.cpAddr, nil) })
-	m.goRun(func() { _ = p.ServeInbound(ctx, inLis, appAddr, protocol) })
-	m.goRun(func() { _ = p.ServeOutbound(ctx, outLis) })
+	m.goRun(func() { <-sidecarCtx.Done(); m.admin.Remove(p) })
+	m.goRun(func() { _ = p.Subscribe(sidecarCtx, m.cpAddr, nil) })
+	m.goRun(func() { _ = p.ServeInbound(sidecarCtx, inLis, appAddr, protocol) })
+	m.goRun(func() { _ = p.ServeOutbound(sidecarCtx, outLis) })
 
 	vars := map[string]string{"PORT": strconv.Itoa(appPort), "LANE": laneName, "WORKLOAD": spec.Name, "SWIMLANE_BIN": m.opts.Self}
 	expand := func(s string) string { return os.Expand(s, func(k string) string { return vars[k] }) }
@@ -201,6 +204,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		cancel()
+		stopSidecar()
 		releasePort()
 		return fmt.Errorf("local: workload %s: start %q: %w", spec.Name, args[0], err)
 	}
@@ -217,6 +221,7 @@ func (m *Mesh) startWorkload(meshCtx context.Context, spec config.MeshWorkload) 
 		outputs.Wait()
 		err := cmd.Wait()
 		releasePort() // the app is gone, and its port with it
+		stopSidecar()
 		close(exited)
 		m.reg.Remove(name)
 		if ctx.Err() == nil {

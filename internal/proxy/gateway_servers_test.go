@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/snapshot"
 )
 
@@ -133,25 +134,14 @@ spec:
 
 // startVersionEcho is seed 003's tcp-echo: it answers each line prefixed with its version.
 func startVersionEcho(t *testing.T, version string) string {
-	lis := listen(t)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 512)
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s %s", version, buf[:n])
-			}()
+	return proxy.ServeConns(t, func(c net.Conn) {
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		if err != nil {
+			return
 		}
-	}()
-	return lis.Addr().String()
+		fmt.Fprintf(c, "%s %s", version, buf[:n])
+	})
 }
 
 func tcpVersion(t *testing.T, addr string) string {

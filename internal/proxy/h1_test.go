@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/snapshot"
 )
 
@@ -184,22 +185,12 @@ func TestH1BadRequests(t *testing.T) {
 // rawApp serves each accepted connection with fn; it counts connections.
 func rawApp(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) (addr string, conns *atomic.Int32) {
 	t.Helper()
-	lis := listen(t)
 	conns = &atomic.Int32{}
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				fn(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return lis.Addr().String(), conns
+	addr = proxy.ServeConns(t, func(c net.Conn) {
+		conns.Add(1)
+		fn(c, bufio.NewReader(c))
+	})
+	return addr, conns
 }
 
 // readRequestHead reads one request from br (no body).

@@ -437,26 +437,9 @@ func rawUpstream(t *testing.T, answer string) string {
 }
 
 // serveRaw runs serve on each connection to a listener on 127.0.0.1:0 until the test ends,
-// closing the connection after; it returns the listener's address.
+// with a reader of the connection; it returns the listener's address.
 func serveRaw(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return lis.Addr().String()
+	return ServeConns(t, func(c net.Conn) { serve(c, bufio.NewReader(c)) })
 }
 
 // TestH1RequestTrailersPassOn: a chunked request's declared trailer fields reach the upstream,

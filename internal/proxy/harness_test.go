@@ -391,28 +391,10 @@ func startHTTPApp(t testing.TB, name string, h2c bool) string {
 // write side when the client has half-closed.
 func startTCPEcho(t testing.TB) string {
 	t.Helper()
-	lis := listen(t)
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait) // runs after lis.Close (LIFO): Accept fails, handlers end with their conns
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	t.Cleanup(func() { lis.Close() })
-	return lis.Addr().String()
+	return proxy.ServeConns(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 // ---- clients ----

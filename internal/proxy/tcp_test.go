@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"swimlane.dev/swimlane/internal/proxy"
 	"swimlane.dev/swimlane/internal/snapshot"
 )
 
@@ -53,27 +54,17 @@ func checkEcho(t *testing.T, c halfCloser, size int) {
 // side of a half-close.
 func startBannerServer(t testing.TB, banner string) (string, <-chan []byte) {
 	t.Helper()
-	lis := listen(t)
 	got := make(chan []byte, 16)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(waitTimeout))
-				if _, err := io.WriteString(c, banner); err != nil {
-					return
-				}
-				_ = c.(*net.TCPConn).CloseWrite()
-				data, _ := io.ReadAll(c)
-				got <- data
-			}()
+	addr := proxy.ServeConns(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(waitTimeout))
+		if _, err := io.WriteString(c, banner); err != nil {
+			return
 		}
-	}()
-	return lis.Addr().String(), got
+		_ = c.(*net.TCPConn).CloseWrite()
+		data, _ := io.ReadAll(c)
+		got <- data
+	})
+	return addr, got
 }
 
 // checkUpstreamHalfClose reads the banner up to EOF (the upstream half-closed), then sends

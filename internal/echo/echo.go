@@ -146,15 +146,18 @@ func serveHTTP(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, Protocols: new(http.Protocols)}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge; the answer's proto is HTTP/2.0
+	drained := make(chan struct{})
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
+		close(drained)
 	}()
 	if err := srv.Serve(cfg.Listener); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-drained // Serve returns as Shutdown begins: the requests in flight finish first
 	return nil
 }
 

@@ -47,7 +47,9 @@ func serveGRPC(ctx context.Context, cfg Config) error {
 
 	done := make(chan struct{})
 	defer close(done)
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		select {
 		case <-ctx.Done():
 		case <-done:
@@ -64,6 +66,9 @@ func serveGRPC(ctx context.Context, cfg Config) error {
 	}()
 	if err := srv.Serve(cfg.Listener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
+	}
+	if ctx.Err() != nil {
+		<-drained // Serve returns as the stop begins: the calls in flight finish first
 	}
 	return nil
 }

@@ -147,23 +147,43 @@ func relayPooled(w io.Writer, r pooledReader) {
 
 // drainedReadSide is the connection inside c once no byte read ahead is left in c's wrappers
 // (a tunnel's, a handed-off connection's): from then on, reading it directly loses nothing.
+// Only c's reader may call it: it looks at the read-ahead buffers.
 func drainedReadSide(c net.Conn) (net.Conn, bool) {
 	for {
-		switch w := c.(type) {
-		case *tunnelConn:
-			if w.r.Buffered() > 0 {
-				return nil, false
-			}
-			c = w.Conn
-		case *replayConn:
-			if !w.drained() {
-				return nil, false
-			}
-			c = w.Conn
-		default:
+		if holdsReadAhead(c) {
+			return nil, false
+		}
+		inner := inside(c)
+		if inner == nil {
 			return c, true
 		}
+		c = inner
 	}
+}
+
+// inside is the connection the proxy's wrapper c wraps; nil when c is none of them.
+func inside(c net.Conn) net.Conn {
+	switch w := c.(type) {
+	case *tunnelConn:
+		return w.Conn
+	case *replayConn:
+		return w.Conn
+	case *socketConn:
+		return w.Conn
+	}
+	return nil
+}
+
+// holdsReadAhead reports whether the wrapper c holds bytes read ahead of the connection
+// inside it, which a read of that connection would skip.
+func holdsReadAhead(c net.Conn) bool {
+	switch w := c.(type) {
+	case *tunnelConn:
+		return w.r.Buffered() > 0
+	case *replayConn:
+		return !w.drained()
+	}
+	return false
 }
 
 // socketConn is a connection read and written through its socketIO: given to net/http's
@@ -192,18 +212,10 @@ func withSocketIO(c net.Conn) net.Conn {
 // reads come through buffers that hold what was read ahead, but its writes go straight to the
 // connection inside.
 func writeSide(c net.Conn) net.Conn {
-	for {
-		switch w := c.(type) {
-		case *tunnelConn:
-			c = w.Conn
-		case *replayConn:
-			c = w.Conn
-		case *socketConn:
-			c = w.Conn
-		default:
-			return c
-		}
+	for inner := inside(c); inner != nil; inner = inside(c) {
+		c = inner
 	}
+	return c
 }
 
 // serviceProtocol is the protocol a service's endpoints speak; "" when it has none.

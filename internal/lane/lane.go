@@ -138,17 +138,18 @@ func (n Names) Write(h http.Header, l Lane) {
 	if vs := headerValues(h, "", n.Header); len(vs) != 1 || vs[0] != string(l) {
 		h.Set(n.Header, string(l))
 	} // else already so, as on most requests: no allocations for the key and the value
-	values := h.Values("Baggage")
+	// Indexed by the canonical name rather than through Values and Set, which canonicalise
+	// it anew on every request.
+	values := h[baggageHeader]
 	if len(values) == 0 {
-		h.Set("Baggage", n.BaggageKey+"="+string(l))
+		h[baggageHeader] = []string{n.BaggageKey + "=" + string(l)}
 		return
 	}
-	joined := strings.Join(values, ",")
-	updated, ok := SetBaggageMember(joined, n.BaggageKey, string(l))
+	updated, ok := SetBaggageMember(joinValues(values), n.BaggageKey, string(l))
 	if !ok {
 		return
 	}
-	h.Set("Baggage", updated)
+	h[baggageHeader] = []string{updated}
 }
 
 // WriteAll sets every lane form on h, for the inbound sidecar to do before it hands a request

@@ -171,7 +171,9 @@ func retriable(p *snapshot.RetryPolicy, resp *http.Response, err error, try *htt
 		return p.RetryReset(perTryTimeout)
 	}
 	grpcStatus := -1
-	if g := resp.Header.Get("Grpc-Status"); g != "" {
+	// Indexed, not through Get, which canonicalises the name anew on every answer: both the
+	// proxy's own client and net/http's store canonical names.
+	if g := firstValue(resp.Header, "Grpc-Status"); g != "" {
 		if n, err := strconv.Atoi(g); err == nil {
 			grpcStatus = n
 		}
@@ -503,6 +505,14 @@ func headerIsInt(h http.Header, key string, n int64) bool {
 	vs := h[key]
 	var b [20]byte
 	return len(vs) == 1 && string(strconv.AppendInt(b[:0], n, 10)) == vs[0]
+}
+
+// firstValue is h.Get(key) for a canonical key, without Get's canonicalising of it.
+func firstValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // isGRPC reports whether r is a gRPC call, which must get its errors as gRPC status.

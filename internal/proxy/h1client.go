@@ -469,7 +469,7 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if !ok {
 			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, _, ok := parseHeaderLines(rest, values)
+		header, fields, _, ok := parseHeaderLines(rest, values)
 		if !ok {
 			return nil, errors.New("malformed header line from the upstream")
 		}
@@ -495,7 +495,7 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if proto == "HTTP/1.0" {
 			resp.ProtoMinor = 0
 		}
-		if err := framing(resp); err != nil {
+		if err := framing(resp, fields); err != nil {
 			return nil, err
 		}
 		return resp, nil
@@ -524,12 +524,13 @@ func parseStatusLine(line string) (proto string, status int, ok bool) {
 	return line[:8], n, true
 }
 
-// framing sets how the response body is delimited, and whether the connection may be reused.
-func framing(resp *http.Response) error {
+// framing sets how the response body is delimited, and whether the connection may be reused;
+// fields says which framing fields the head has (see parseHeaderLines).
+func framing(resp *http.Response, fields framingFields) error {
 	h := resp.Header
 	resp.ContentLength = -1
 	// Content-Length is checked even beside Transfer-Encoding, as net/http does.
-	if cl := h["Content-Length"]; cl != nil {
+	if cl := fields.get(h, hasContentLength, "Content-Length"); cl != nil {
 		for _, v := range cl[1:] {
 			if v != cl[0] {
 				return fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
@@ -544,7 +545,7 @@ func framing(resp *http.Response) error {
 	}
 	// HTTP/1.0 has no transfer codings: such an answer's Transfer-Encoding is ignored, as
 	// net/http does (it is hop-by-hop, so it is not passed on either).
-	if te := h["Transfer-Encoding"]; te != nil && resp.ProtoMinor == 1 {
+	if te := fields.get(h, hasTransferEncoding, "Transfer-Encoding"); te != nil && resp.ProtoMinor == 1 {
 		if len(te) != 1 || !asciiEqualFold(textproto.TrimString(te[0]), "chunked") {
 			return fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
 		}
@@ -554,7 +555,8 @@ func framing(resp *http.Response) error {
 			delete(h, "Content-Length") // chunked wins (RFC 9112 section 6.3)
 		} // else no body follows, and the length describes what a GET would get, as for HEAD
 	}
-	resp.Close = hasToken(h["Connection"], "close") || resp.ProtoMinor == 0 && !hasToken(h["Connection"], "keep-alive")
+	conn := fields.get(h, hasConnection, "Connection")
+	resp.Close = hasToken(conn, "close") || resp.ProtoMinor == 0 && !hasToken(conn, "keep-alive")
 	return nil
 }
 

@@ -465,7 +465,7 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
-	h, folded, ok := parseHeaderLines(rest, rq.values[:0])
+	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0])
 	switch {
 	case folded:
 		return nil, statusHandOff, "" // obsolete line folding: leave it to net/http
@@ -473,7 +473,7 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 		return nil, http.StatusBadRequest, "malformed header line"
 	}
 	r.Header = h
-	if h["Upgrade"] != nil {
+	if fields&hasUpgrade != 0 {
 		return nil, statusHandOff, ""
 	}
 	hosts := h["Host"]
@@ -492,17 +492,67 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	if rq.url.Host != "" { // absolute form (an app's HTTP_PROXY request): it names the host
 		r.Host = rq.url.Host
 	}
-	r.Close = hasToken(h["Connection"], "close")
+	r.Close = hasToken(fields.get(h, hasConnection, "Connection"), "close")
+	if fields&(hasContentLength|hasTransferEncoding|hasExpect) == 0 {
+		// No body: nothing for requestBody to look up.
+		rq.body.sc, rq.body.eof, r.Body = sc, true, http.NoBody
+		return rq, 0, ""
+	}
 	if status, why := sc.requestBody(rq); status != 0 {
 		return nil, status, why
 	}
 	return rq, 0, ""
 }
 
+// framingFields records which of the fields that frame a message or steer its connection a
+// head carries, noted as its lines are parsed: most heads carry one or two of the seven, and
+// the parse's checks then skip a map lookup for each of the others.
+type framingFields uint8
+
+const (
+	hasHost framingFields = 1 << iota
+	hasConnection
+	hasContentLength
+	hasTransferEncoding
+	hasExpect
+	hasTrailer
+	hasUpgrade
+)
+
+// framingField is the framingFields bit of a canonical field name, 0 for any other name.
+func framingField(k string) framingFields {
+	switch k {
+	case "Host":
+		return hasHost
+	case "Connection":
+		return hasConnection
+	case "Content-Length":
+		return hasContentLength
+	case "Transfer-Encoding":
+		return hasTransferEncoding
+	case "Expect":
+		return hasExpect
+	case "Trailer":
+		return hasTrailer
+	case "Upgrade":
+		return hasUpgrade
+	}
+	return 0
+}
+
+// get is h[key] when the head had the field bit names, nil without a lookup when it had not.
+func (f framingFields) get(h http.Header, bit framingFields, key string) []string {
+	if f&bit == 0 {
+		return nil
+	}
+	return h[key]
+}
+
 // parseHeaderLines parses the header lines of a head (after its start line) into a new
 // Header whose values share one backing array: values's, when it has room for them all.
-// folded reports an obsolete continuation line, which it does not parse.
-func parseHeaderLines(rest string, values []string) (h http.Header, folded, ok bool) {
+// folded reports an obsolete continuation line, which it does not parse; fields, which of
+// the framing fields the head has.
+func parseHeaderLines(rest string, values []string) (h http.Header, fields framingFields, folded, ok bool) {
 	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
 	// map entry per line up front.
 	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
@@ -517,15 +567,16 @@ func parseHeaderLines(rest string, values []string) (h http.Header, folded, ok b
 			break
 		}
 		if hl[0] == ' ' || hl[0] == '\t' {
-			return nil, true, false
+			return nil, 0, true, false
 		}
 		k, v, found := strings.Cut(hl, ":")
 		if !found || !isToken(k) {
-			return nil, false, false
+			return nil, 0, false, false
 		}
 		if !isCanonical(k) {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
+		fields |= framingField(k)
 		v = textproto.TrimString(v)
 		if vs, dup := h[k]; dup {
 			h[k] = append(vs, v)
@@ -534,7 +585,7 @@ func parseHeaderLines(rest string, values []string) (h http.Header, folded, ok b
 		values = append(values, v)
 		h[k] = values[len(values)-1 : len(values) : len(values)]
 	}
-	return h, false, true
+	return h, fields, false, true
 }
 
 // validHead reports whether a head is free of control characters other than tab and line

@@ -66,7 +66,7 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Sn
 }
 
 func (p *Proxy) serveDecision(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, d *snapshot.Decision) {
-	if r.Header.Get(debugHeader) == "1" {
+	if firstValue(r.Header, debugHeader) == "1" {
 		if d.Served != "" {
 			w.Header().Set(servedHeader, string(d.Served))
 		}

@@ -407,7 +407,9 @@ func writeRequestHead(w *bufio.Writer, req *http.Request, bodyLen int) {
 // headerValue keeps a value from splitting the header block (net/http does the same).
 func headerValue(v string) string {
 	for i := 0; i < len(v); i++ {
-		if v[i] == '\r' || v[i] == '\n' {
+		// One comparison per byte on the usual value: CR and LF are below 0x0e, and so is
+		// nothing else a value commonly holds but tab.
+		if c := v[i]; c < 0x0e && (c == '\r' || c == '\n') {
 			return headerNewlines.Replace(v)
 		}
 	}

@@ -175,6 +175,13 @@ var headReadTimeout = 30 * time.Second
 var (
 	h1ServerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 	h1ServerWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+	// h1Requests holds finished requests that had no body, for the next parse to reuse:
+	// the h1Request is most of what a request allocates, and the GC's work follows the
+	// bytes allocated. Only bodiless ones come back, because a body may still be read by
+	// someone after its handler returned (net/http's transport writes a request's body from a
+	// goroutine of its own); the rest of a request is copied by those that keep it (mirrors
+	// and retries clone it; ReverseProxy sends a clone).
+	h1Requests = sync.Pool{New: func() any { return new(h1Request) }}
 )
 
 // h1ServerConn is one client connection.
@@ -377,8 +384,12 @@ func (s *h1Server) serveConn(c net.Conn) {
 			sc.reject(status, why)
 			return
 		}
+		bodiless := rq.req.Body == http.NoBody
 		if !sc.serveRequest(rq) {
 			return
+		}
+		if bodiless && rq.req.Body == http.NoBody {
+			h1Requests.Put(rq)
 		}
 		if cap(sc.head) > 64<<10 {
 			sc.head = nil // a large head's buffer is not kept for the connection's life
@@ -460,8 +471,8 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	if proto != "HTTP/1.1" || method == http.MethodConnect {
 		return nil, statusHandOff, ""
 	}
-	rq := &h1Request{}
-	rq.req = *sc.base
+	rq := h1Requests.Get().(*h1Request)
+	*rq = h1Request{req: *sc.base}
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr

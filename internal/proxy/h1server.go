@@ -389,6 +389,9 @@ func (s *h1Server) serveConn(c net.Conn) {
 			return
 		}
 		if bodiless && rq.req.Body == http.NoBody {
+			if len(rq.header) > maxPooledHeader {
+				rq.header = nil
+			}
 			h1Requests.Put(rq)
 		}
 		if cap(sc.head) > 64<<10 {
@@ -449,7 +452,14 @@ type h1Request struct {
 	resp h1Response
 	// values backs the header values of a usual head (see parseHeaderLines).
 	values [headValues]string
+	// header is the map parse made, kept for the next request when this one is pooled
+	// (h1Requests): a map's slots are its largest allocation.
+	header http.Header
 }
+
+// maxPooledHeader is the most fields a pooled request's map may hold to be kept: a map keeps
+// the room it grew to, and clearing it costs in proportion.
+const maxPooledHeader = 16
 
 // headValues is how many header values a head holds without an allocation of its own: more
 // than a usual request or answer carries.
@@ -472,11 +482,14 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 		return nil, statusHandOff, ""
 	}
 	rq := h1Requests.Get().(*h1Request)
+	reuse := rq.header
+	clear(reuse)
 	*rq = h1Request{req: *sc.base}
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
-	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0])
+	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], reuse)
+	rq.header = h
 	switch {
 	case folded:
 		return nil, statusHandOff, "" // obsolete line folding: leave it to net/http
@@ -560,17 +573,20 @@ func (f framingFields) get(h http.Header, bit framingFields, key string) []strin
 }
 
 // parseHeaderLines parses the header lines of a head (after its start line) into a new
-// Header whose values share one backing array: values's, when it has room for them all.
-// folded reports an obsolete continuation line, which it does not parse; fields, which of
-// the framing fields the head has.
-func parseHeaderLines(rest string, values []string) (h http.Header, fields framingFields, folded, ok bool) {
+// Header (or into reuse, an empty map, when given) whose values share one backing array:
+// values's, when it has room for them all. folded reports an obsolete continuation line,
+// which it does not parse; fields, which of the framing fields the head has.
+func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.Header, fields framingFields, folded, ok bool) {
 	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
 	// map entry per line up front.
 	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
 	if cap(values) < lines {
 		values = make([]string, 0, lines)
 	}
-	h = make(http.Header, lines)
+	h = reuse
+	if h == nil {
+		h = make(http.Header, lines)
+	}
 	for rest != "" {
 		var hl string
 		hl, rest = cutLine(rest)

@@ -471,7 +471,7 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if !ok {
 			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, fields, _, ok := parseHeaderLines(rest, values, nil)
+		header, fields, _, ok := parseHeaderLines(rest, values, takeHeaderMap())
 		if !ok {
 			return nil, errors.New("malformed header line from the upstream")
 		}

@@ -182,7 +182,28 @@ var (
 	// goroutine of its own); the rest of a request is copied by those that keep it (mirrors
 	// and retries clone it; ReverseProxy sends a clone).
 	h1Requests = sync.Pool{New: func() any { return new(h1Request) }}
+	// headerMaps holds the emptied header maps of those requests and of their answers, for
+	// the next heads to fill: a map's slots are its largest allocation.
+	headerMaps sync.Pool
 )
+
+// takeHeaderMap is an empty pooled header map, or nil (parseHeaderLines then makes one).
+func takeHeaderMap() http.Header {
+	h, _ := headerMaps.Get().(http.Header)
+	return h
+}
+
+// giveHeaderMap empties h and pools it, unless it grew past maxPooledHeader: a map keeps the
+// room it grew to, and clearing it costs in proportion.
+func giveHeaderMap(h http.Header) {
+	if h != nil && len(h) <= maxPooledHeader {
+		clear(h)
+		headerMaps.Put(h)
+	}
+}
+
+// maxPooledHeader is the most fields a header map may hold to be pooled.
+const maxPooledHeader = 16
 
 // h1ServerConn is one client connection.
 type h1ServerConn struct {
@@ -389,9 +410,10 @@ func (s *h1Server) serveConn(c net.Conn) {
 			return
 		}
 		if bodiless && rq.req.Body == http.NoBody {
-			if len(rq.header) > maxPooledHeader {
-				rq.header = nil
-			}
+			// The answer's map is the proxy's own too: made by Header, or the upstream's
+			// answer's, taken from the pool by the h1Client (forwardPlain).
+			giveHeaderMap(rq.header)
+			giveHeaderMap(rq.resp.header)
 			h1Requests.Put(rq)
 		}
 		if cap(sc.head) > 64<<10 {
@@ -452,14 +474,9 @@ type h1Request struct {
 	resp h1Response
 	// values backs the header values of a usual head (see parseHeaderLines).
 	values [headValues]string
-	// header is the map parse made, kept for the next request when this one is pooled
-	// (h1Requests): a map's slots are its largest allocation.
+	// header is the map parse filled, pooled with the request (headerMaps).
 	header http.Header
 }
-
-// maxPooledHeader is the most fields a pooled request's map may hold to be kept: a map keeps
-// the room it grew to, and clearing it costs in proportion.
-const maxPooledHeader = 16
 
 // headValues is how many header values a head holds without an allocation of its own: more
 // than a usual request or answer carries.
@@ -482,13 +499,11 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 		return nil, statusHandOff, ""
 	}
 	rq := h1Requests.Get().(*h1Request)
-	reuse := rq.header
-	clear(reuse)
 	*rq = h1Request{req: *sc.base}
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
-	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], reuse)
+	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], takeHeaderMap())
 	rq.header = h
 	switch {
 	case folded:

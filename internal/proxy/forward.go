@@ -433,7 +433,12 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		upstreamFailed(f.log, w, r, t, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func(body io.ReadCloser) {
+		body.Close()
+		if b, ok := body.(*h1Body); ok {
+			b.recycle() // resp is b's: not to be touched after this
+		}
+	}(resp.Body)
 	var h http.Header
 	hasConnection := resp.Header["Connection"] != nil
 	if hw, ok := w.(*h1Response); ok && len(hw.header) == 0 { // not through Header(), which makes one

@@ -231,7 +231,8 @@ var errNothingRead = errors.New("connection closed before the answer began")
 
 // exchange writes req on pc and reads the answer's head.
 func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, body []byte) (*http.Response, error) {
-	b := &h1Body{client: c, pc: pc}
+	b := h1Bodies.Get().(*h1Body)
+	*b = h1Body{client: c, pc: pc}
 	deadline, hasDeadline := ctx.Deadline()
 	if hasDeadline {
 		_ = pc.SetDeadline(deadline)
@@ -584,6 +585,19 @@ type h1Body struct {
 	clearDeadline bool
 	finished      bool
 	err           error
+}
+
+// h1Bodies holds the bodies of answers their callers are done with, for the next exchange:
+// with the answer and its header values, the body is an exchange's largest allocation.
+var h1Bodies = sync.Pool{New: func() any { return new(h1Body) }}
+
+// recycle pools b, ended, once its caller is done with the answer b holds (forwardPlain).
+// Nothing else keeps b: its end gave the connection back to the client's pool or closed it,
+// and the answer's header map has a life of its own.
+func (b *h1Body) recycle() {
+	if b.finished {
+		h1Bodies.Put(b)
+	}
 }
 
 // release ends the request context's hold on the connection, once, and reports whether the

@@ -362,47 +362,55 @@ func splitComma(v string) []string {
 }
 
 // writeRequestHead writes the request line and headers of req, minus hop-by-hop ones, for a
-// body of bodyLen bytes.
+// body of bodyLen bytes. The head is appended into the writer's free buffer and written once:
+// a usual head fits, and appends cost less than a WriteString per piece.
 func writeRequestHead(w *bufio.Writer, req *http.Request, bodyLen int) {
-	w.WriteString(req.Method)
-	w.WriteByte(' ')
+	b := w.AvailableBuffer()
+	b = append(b, req.Method...)
+	b = append(b, ' ')
 	if path := req.URL.EscapedPath(); path != "" {
-		w.WriteString(path)
+		b = append(b, path...)
 	} else {
-		w.WriteByte('/')
+		b = append(b, '/')
 	}
 	if req.URL.RawQuery != "" || req.URL.ForceQuery {
-		w.WriteByte('?')
-		w.WriteString(req.URL.RawQuery)
+		b = append(b, '?')
+		b = append(b, req.URL.RawQuery...)
 	}
-	w.WriteString(" HTTP/1.1\r\nHost: ")
+	b = append(b, " HTTP/1.1\r\nHost: "...)
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	w.WriteString(host)
-	w.WriteString("\r\n")
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 	hasConnection := req.Header["Connection"] != nil
 	for k, vs := range req.Header {
 		if isHop(k) || k == "Host" || k == "Content-Length" || hasConnection && connectionListed(req.Header, k) {
 			if k == "Te" && hasToken(vs, "trailers") {
-				w.WriteString("Te: trailers\r\n") // gRPC-style trailer support is end to end
+				b = append(b, "Te: trailers\r\n"...) // gRPC-style trailer support is end to end
 			}
 			continue
 		}
 		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(headerValue(v))
-			w.WriteString("\r\n")
+			b = appendHeaderLine(b, k, v)
 		}
 	}
 	if bodyLen > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
-		w.WriteString("Content-Length: ")
-		w.WriteString(strconv.Itoa(bodyLen))
-		w.WriteString("\r\n")
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(bodyLen), 10)
+		b = append(b, "\r\n"...)
 	}
-	w.WriteString("\r\n")
+	b = append(b, "\r\n"...)
+	w.Write(b)
+}
+
+// appendHeaderLine appends "k: v\r\n", v kept from splitting the header block (headerValue).
+func appendHeaderLine(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, headerValue(v)...)
+	return append(b, "\r\n"...)
 }
 
 // headerValue keeps a value from splitting the header block (net/http does the same).

@@ -1214,12 +1214,14 @@ func (w *h1Response) writeHead() {
 	if w.body != nil {
 		w.body.willSendHead()
 	}
+	// Appended into the writer's free buffer and written once, as writeRequestHead does.
 	bw := w.sc.bw
-	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(w.status))
-	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(w.status))
-	bw.WriteString("\r\n")
+	b := bw.AvailableBuffer()
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(w.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(w.status)...)
+	b = append(b, "\r\n"...)
 	hasDate := false
 	for k, vs := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) || k == "Transfer-Encoding" || k == "Connection" {
@@ -1230,25 +1232,21 @@ func (w *h1Response) writeHead() {
 		}
 		hasDate = hasDate || k == "Date"
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(headerValue(v))
-			bw.WriteString("\r\n")
+			b = appendHeaderLine(b, k, v)
 		}
 	}
 	if !hasDate {
-		bw.WriteString("Date: ")
-		bw.WriteString(httpDate())
-		bw.WriteString("\r\n")
+		b = appendHeaderLine(b, "Date", httpDate())
 	}
 	if w.chunked {
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if !w.keepAlive || w.sc.s.isDraining() {
 		w.keepAlive = false
-		bw.WriteString("Connection: close\r\n")
+		b = append(b, "Connection: close\r\n"...)
 	}
-	bw.WriteString("\r\n")
+	b = append(b, "\r\n"...)
+	bw.Write(b)
 }
 
 func (s *h1Server) isDraining() bool { return s.draining.Load() }

@@ -612,10 +612,11 @@ func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.H
 			return nil, 0, true, false
 		}
 		k, v, found := strings.Cut(hl, ":")
-		if !found || !isToken(k) {
+		token, canonical := checkName(k)
+		if !found || !token {
 			return nil, 0, false, false
 		}
-		if !isCanonical(k) {
+		if !canonical {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
 		fields |= framingField(k)
@@ -636,13 +637,38 @@ func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.H
 // section 2.2).
 func validHead(head string) bool {
 	for i := 0; i < len(head); i++ {
-		c := head[i]
-		if c < ' ' && c != '\t' && c != '\r' && c != '\n' || c == 0x7f || c == '\r' && (i+1 == len(head) || head[i+1] != '\n') {
+		switch headBytes[head[i]] {
+		case headByteOK:
+		case headByteCR:
+			if i+1 == len(head) || head[i+1] != '\n' {
+				return false
+			}
+		default:
 			return false
 		}
 	}
 	return true
 }
+
+// headBytes classes each byte for validHead: one table lookup per byte of every head, where
+// the comparisons cost three.
+var headBytes = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '\r':
+			t[c] = headByteCR
+		case c < ' ' && c != '\t' && c != '\n' || c == 0x7f:
+			t[c] = headByteControl
+		}
+	}
+	return t
+}()
+
+const (
+	headByteOK = iota
+	headByteCR
+	headByteControl
+)
 
 // cutLine splits s after its first line, dropping the line's CRLF or LF.
 func cutLine(s string) (line, rest string) {
@@ -661,6 +687,53 @@ func cutLine(s string) (line, rest string) {
 // header name must be.
 func isToken(k string) bool { return k != "" && tokenBytes.all(k) }
 
+// checkName reports whether a field name is a token, and whether it is in canonical form
+// already ("Content-Type": each word's first letter upper case, the rest lower), the common
+// case, which then needs no copy. One pass over its bytes, for every field of every head.
+func checkName(k string) (token, canonical bool) {
+	if k == "" {
+		return false, false
+	}
+	canonical = true
+	wrongCase := uint8(nameLower) // a lower-case letter starts a word wrongly
+	for i := 0; i < len(k); i++ {
+		f := nameBytes[k[i]]
+		if f&nameToken == 0 {
+			return false, false
+		}
+		if f&wrongCase != 0 {
+			canonical = false
+		}
+		wrongCase = nameUpper
+		if k[i] == '-' {
+			wrongCase = nameLower
+		}
+	}
+	return true, canonical
+}
+
+// nameBytes classes each byte of a field name for checkName.
+var nameBytes = func() (t [256]uint8) {
+	for c := range 256 {
+		if tokenBytes[c] {
+			t[c] |= nameToken
+		}
+		switch {
+		case 'a' <= c && c <= 'z':
+			t[c] |= nameLower
+		case 'A' <= c && c <= 'Z':
+			t[c] |= nameUpper
+		}
+	}
+	return t
+}()
+
+const (
+	nameToken = 1 << iota
+	nameLower
+	nameUpper
+)
+
 // tokenBytes are tchar: letters, digits and these (RFC 9110 section 5.6.2).
 var tokenBytes = newByteSet("!#$%&'*+-.^_`|~")
 
@@ -669,20 +742,6 @@ var tokenBytes = newByteSet("!#$%&'*+-.^_`|~")
 func validHost(h string) bool { return hostBytes.all(h) }
 
 var hostBytes = newByteSet("!$%&'()*+,-.:;=[]_~")
-
-// isCanonical reports whether k is already in canonical form ("Content-Type"), the common
-// case, which then needs no copy.
-func isCanonical(k string) bool {
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
-	}
-	return true
-}
 
 // parseTarget parses a request target in origin form ("/path?query"), absolute form
 // ("http://host/path", sent to a proxy) or asterisk form ("*").

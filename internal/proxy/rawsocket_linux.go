@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -22,8 +23,14 @@ import (
 // these calls never block and need not tell the scheduler.
 type rawSocket struct {
 	rc syscall.RawConn
-	// One Read and one Write may run at once (an answer written while a request body is
-	// read), so each has its own state; the functions are bound once, not per call.
+	// A Read and a Write may run at once (an answer written while a request body is read),
+	// so each has its own state; the functions are bound once, not per call. Each side's
+	// state is behind its own lock, because a connection may be read or written from several
+	// goroutines, as net.Conn allows: net/http's transport writes a request from its
+	// writeLoop, and an upgraded connection's copier may write before that write's end is
+	// known to anyone. Uncontended, as on the proxy's own path, a lock costs a few
+	// instructions.
+	rmu, wmu       sync.Mutex
 	rp, wp         []byte
 	rn, wn         int
 	rerrno, werrno syscall.Errno
@@ -67,6 +74,8 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	s.rp, s.rn, s.rerrno = p, 0, 0
 	err := s.rc.Read(s.readFn)
 	for err == nil && s.heldErr == 0 && s.heldSent < len(s.held) {
@@ -105,6 +114,8 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 // buffer held through each wait would cost every open connection 32 KiB per direction, where a
 // sidecar may keep thousands open. The caller puts buf back; buf is nil with an error.
 func (s *rawSocket) readPooled() (buf *[]byte, n int, err error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	s.rn, s.rerrno = 0, 0
 	err = s.rc.Read(s.pooledFn)
 	buf, s.pooled, s.rp = s.pooled, nil, nil
@@ -175,6 +186,8 @@ func (s *rawSocket) read(fd uintptr) bool {
 }
 
 func (s *rawSocket) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if s.holdNext {
 		s.holdNext = false
 		if len(s.held) == 0 {
@@ -214,6 +227,8 @@ func (s *rawSocket) write(fd uintptr) bool {
 
 // state is peek's readState of the socket, from one raw MSG_PEEK.
 func (s *rawSocket) state() readState {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
 	s.peeked = stateUnknown
 	if err := s.rc.Read(s.peekFn); err != nil {
 		return stateUnknown

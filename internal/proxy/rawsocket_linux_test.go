@@ -256,3 +256,41 @@ func TestTunnelReadsTheSocketOnceDrained(t *testing.T) {
 		t.Fatalf("drainedReadSide = %v, %v; want the socket inside", inner, ok)
 	}
 }
+
+// TestRawSocketConcurrentWritersEachWriteWhole has two goroutines write large messages to one
+// socket at once, as net.Conn allows and net/http does (a transport's writeLoop, an upgrade's
+// copier): each Write must reach the peer whole, never interleaved with the other's. The
+// messages are larger than the socket takes at once, so each Write waits for room in the
+// middle, where an unguarded one would pick up the other's bytes.
+func TestRawSocketConcurrentWritersEachWriteWhole(t *testing.T) {
+	_, sock, peer := tcpPair(t)
+	const size, each = 1 << 20, 4
+	done := make(chan error, 2)
+	for _, fill := range []byte{'a', 'b'} {
+		msg := bytes.Repeat([]byte{fill}, size)
+		go func() {
+			for range each {
+				if _, err := sock.Write(msg); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 2*each*size)
+	if n, err := io.ReadFull(peer, got); err != nil {
+		t.Fatalf("the peer got %d of the %d bytes written (%v): a write's bytes were lost", n, len(got), err)
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < len(got); i += size {
+		if m := got[i : i+size]; bytes.Count(m, m[:1]) != size {
+			t.Fatalf("message %d is not one writer's: %d of %d bytes are %q", i/size, bytes.Count(m, m[:1]), size, m[:1])
+		}
+	}
+}

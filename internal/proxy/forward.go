@@ -433,12 +433,14 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		upstreamFailed(f.log, w, r, t, err)
 		return
 	}
-	defer func(body io.ReadCloser) {
-		body.Close()
-		if b, ok := body.(*h1Body); ok {
-			b.recycle() // resp is b's: not to be touched after this
+	defer resp.Body.Close()
+	if b, ok := resp.Body.(*h1Body); ok {
+		// The answer's header values live in b, and the caller's wrappers read them after
+		// this returns (the metrics' status): b is pooled once the whole request is done.
+		if hw := h1ResponseOf(w); hw != nil {
+			hw.answerBody = b
 		}
-	}(resp.Body)
+	}
 	var h http.Header
 	hasConnection := resp.Header["Connection"] != nil
 	if hw, ok := w.(*h1Response); ok && len(hw.header) == 0 { // not through Header(), which makes one
@@ -510,6 +512,20 @@ func headerIsInt(h http.Header, key string, n int64) bool {
 	vs := h[key]
 	var b [20]byte
 	return len(vs) == 1 && string(strconv.AppendInt(b[:0], n, 10)) == vs[0]
+}
+
+// h1ResponseOf is the proxy's own ResponseWriter under w's wrappers, nil when w is another.
+func h1ResponseOf(w http.ResponseWriter) *h1Response {
+	for {
+		switch x := w.(type) {
+		case *h1Response:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // firstValue is h.Get(key) for a canonical key, without Get's canonicalising of it.

@@ -472,3 +472,71 @@ func TestH1PooledRequestsKeepToThemselves(t *testing.T) {
 		}
 	}
 }
+
+// TestH1PooledAnswersKeepTheirValuesToTheEnd checks the values of an upstream's answer stay its
+// own until the request is done: the metrics read the answer's Grpc-Status after the body was
+// copied, when the answer's body, which holds its header values, could already serve another
+// request if it were pooled too early. Each answer carries a Grpc-Status of its own; the
+// requests counted under each code must be the ones sent with it.
+func TestH1PooledAnswersKeepTheirValuesToTheEnd(t *testing.T) {
+	t.Parallel()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Grpc-Status", r.Header.Get("X-Code"))
+		fmt.Fprint(w, "ok")
+	})}
+	lis := listen(t)
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	m := newMesh(t, meshYAML("web"))
+	m.register(workload("web-main", "web", "main", lis.Addr().String(), snapshot.HTTP))
+	p := m.newProxy("sidecar~client")
+	metrics := proxy.NewMetrics()
+	p.UseMetrics(metrics)
+	out := outbound(t, p)
+	const conns, perConn, codes = 8, 150, 5
+	errs := make(chan error, conns)
+	for range conns {
+		client := httpClient(t, out)
+		go func() {
+			for i := range perConn {
+				req, _ := http.NewRequest("GET", "http://web/", http.NoBody)
+				req.Header.Set("X-Code", fmt.Sprint(i%codes))
+				res, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "swimlane_requests_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "code" {
+					counted[l.GetValue()] += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	for c := range codes {
+		if got, want := counted[fmt.Sprintf("grpc-%d", c)], float64(conns*perConn/codes); got != want {
+			t.Errorf("requests counted with grpc-%d: %v, want %v (all counted: %v)", c, got, want, counted)
+		}
+	}
+}

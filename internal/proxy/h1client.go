@@ -599,9 +599,10 @@ type h1Body struct {
 // with the answer and its header values, the body is an exchange's largest allocation.
 var h1Bodies = sync.Pool{New: func() any { return new(h1Body) }}
 
-// recycle pools b, ended, once its caller is done with the answer b holds (forwardPlain).
-// Nothing else keeps b: its end gave the connection back to the client's pool or closed it,
-// and the answer's header map has a life of its own.
+// recycle pools b, ended, once the request it answered is done with (the h1Server, after the
+// handler returned and the answer was finished). Nothing else keeps b then: its end gave the
+// connection back to the client's pool or closed it, and no one reads the answer's header
+// values, which live in b.values.
 func (b *h1Body) recycle() {
 	if b.finished {
 		h1Bodies.Put(b)

@@ -411,9 +411,13 @@ func (s *h1Server) serveConn(c net.Conn) {
 		}
 		if bodiless && rq.req.Body == http.NoBody {
 			// The answer's map is the proxy's own too: made by Header, or the upstream's
-			// answer's, taken from the pool by the h1Client (forwardPlain).
+			// answer's, taken from the pool by the h1Client (forwardPlain), like the
+			// answer's body, which holds its values.
 			giveHeaderMap(rq.header)
 			giveHeaderMap(rq.resp.header)
+			if b := rq.resp.answerBody; b != nil {
+				b.recycle()
+			}
 			h1Requests.Put(rq)
 		}
 		if cap(sc.head) > 64<<10 {
@@ -1121,6 +1125,9 @@ type h1Response struct {
 	contentLength int64 // declared by the handler; -1 when unknown
 	written       int64
 	keepAlive     bool
+	// answerBody is the upstream answer's body behind the header values this answer may
+	// share (forwardPlain), pooled with the request.
+	answerBody *h1Body
 }
 
 const maxPending = 4 << 10

@@ -25,6 +25,7 @@ package lane
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 )
 
@@ -57,6 +58,27 @@ type Names struct {
 	Header string
 	// BaggageKey is the W3C baggage member that carries the lane ("swimlane").
 	BaggageKey string
+	// headerKey is Header in canonical form, set by Compiled: the key the lane header is
+	// looked up by, instead of canonicalising Header on every request.
+	headerKey string
+}
+
+// Compiled returns n ready for a proxy to use on every request: its lane header's lookup key
+// computed once. n itself works the same, canonicalising the name at each lookup.
+func (n Names) Compiled() Names {
+	n.headerKey = ""
+	if n.Header != "" && strings.IndexFunc(n.Header, func(r rune) bool { return r >= 0x80 || !validHeaderNameByte(byte(r)) }) < 0 {
+		n.headerKey = textproto.CanonicalMIMEHeaderKey(n.Header)
+	}
+	return n
+}
+
+// laneHeader is h's values of the lane header.
+func (n Names) laneHeader(h http.Header) []string {
+	if n.headerKey != "" {
+		return h[n.headerKey]
+	}
+	return headerValues(h, "", n.Header)
 }
 
 // Default returns the conventional names: header x-swimlane, baggage member swimlane.
@@ -83,8 +105,8 @@ const (
 // It allocates nothing unless a value is percent-encoded or a header is split over several
 // lines.
 func (n Names) FromHeaders(h http.Header) (Lane, Source) {
-	if v := headerValue(h, "", n.Header); v != "" {
-		if v = strings.TrimSpace(v); Valid(v) {
+	if vs := n.laneHeader(h); len(vs) > 0 && vs[0] != "" {
+		if v := strings.TrimSpace(vs[0]); Valid(v) {
 			return Lane(v), SourceHeader
 		}
 	}
@@ -135,7 +157,7 @@ func (n Names) Write(h http.Header, l Lane) {
 	if l == "" {
 		return
 	}
-	if vs := headerValues(h, "", n.Header); len(vs) != 1 || vs[0] != string(l) {
+	if vs := n.laneHeader(h); len(vs) != 1 || vs[0] != string(l) {
 		h.Set(n.Header, string(l))
 	} // else already so, as on most requests: no allocations for the key and the value
 	// Indexed by the canonical name rather than through Values and Set, which canonicalise

@@ -2,6 +2,7 @@ package lane
 
 import (
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -127,4 +128,35 @@ func FuzzBaggage(f *testing.F) {
 			t.Fatalf("round trip of %q: got %q (%v) from %q", header, v, ok, out)
 		}
 	})
+}
+
+// TestCompiledNamesReadAndWriteAsPlainOnes checks Names.Compiled changes only the cost of a
+// lookup: for lane header names in canonical form, lower case, odd case, with token
+// punctuation, and with a byte no token has (which stays uncompiled), reading and writing
+// the lane gives the same headers.
+func TestCompiledNamesReadAndWriteAsPlainOnes(t *testing.T) {
+	for _, name := range []string{"X-Swimlane", "x-swimlane", "x-SWIM-lane", "x_env.1", "x env", "x-é"} {
+		plain := Names{Header: name, BaggageKey: "swimlane"}
+		compiled := plain.Compiled()
+		for _, h := range []http.Header{
+			{},
+			{http.CanonicalHeaderKey(name): {"dev"}},
+			{name: {"dev"}}, // a name net/textproto leaves as it is
+			{http.CanonicalHeaderKey(name): {"dev", "other"}},
+			{"Baggage": {"swimlane=qa"}},
+			{http.CanonicalHeaderKey(name): {"not a lane!"}, "Baggage": {"swimlane=qa"}},
+		} {
+			gotLane, gotSrc := compiled.FromHeaders(h)
+			wantLane, wantSrc := plain.FromHeaders(h)
+			if gotLane != wantLane || gotSrc != wantSrc {
+				t.Errorf("%q, %v: compiled read %q (%s), plain %q (%s)", name, h, gotLane, gotSrc, wantLane, wantSrc)
+			}
+			gotH, wantH := h.Clone(), h.Clone()
+			compiled.Write(gotH, "dev")
+			plain.Write(wantH, "dev")
+			if !reflect.DeepEqual(gotH, wantH) {
+				t.Errorf("%q, %v: compiled wrote %v, plain %v", name, h, gotH, wantH)
+			}
+		}
+	}
 }

@@ -60,10 +60,16 @@ type Mesh struct {
 	// RegistryOnly refuses outbound requests for hosts the mesh does not know (Istio's
 	// REGISTRY_ONLY); otherwise they pass through to the host as addressed (ALLOW_ANY).
 	RegistryOnly bool `json:"registryOnly,omitempty"`
+	// names is LaneNames compiled, set by Prepare.
+	names lane.Names
 }
 
-// LaneNames returns the wire names of the lane.
+// LaneNames returns the wire names of the lane: Prepare's compiled copy (lane.Names.Compiled),
+// which every request uses twice, while it still matches the fields.
 func (m Mesh) LaneNames() lane.Names {
+	if n := m.names; n.Header == m.LaneHeader && n.BaggageKey == m.BaggageKey && n.Header != "" {
+		return n
+	}
 	return lane.Names{Header: m.LaneHeader, BaggageKey: m.BaggageKey}
 }
 
@@ -217,6 +223,7 @@ func (r *TCPRoute) Pick() *Destination {
 
 // Prepare builds the lookup indexes. It must be called once, before the snapshot is shared.
 func (s *Snapshot) Prepare() error {
+	s.Mesh.names = lane.Names{Header: s.Mesh.LaneHeader, BaggageKey: s.Mesh.BaggageKey}.Compiled()
 	s.laneInfo = make(map[lane.Lane]*LaneInfo, len(s.Lanes))
 	for _, l := range s.Lanes {
 		s.laneInfo[l.Name] = l

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 )
 
 // Lane names one lane, such as "main" or "dev-feature1". The zero value means "no lane".
@@ -61,6 +62,9 @@ type Names struct {
 	// headerKey is Header in canonical form, set by Compiled: the key the lane header is
 	// looked up by, instead of canonicalising Header on every request.
 	headerKey string
+	// lastMember, set by Compiled, keeps the baggage member Write made last: most requests
+	// carry the lane of the one before, and the member is then not put together again.
+	lastMember *atomic.Pointer[string]
 }
 
 // Compiled returns n ready for a proxy to use on every request: its lane header's lookup key
@@ -70,7 +74,21 @@ func (n Names) Compiled() Names {
 	if n.Header != "" && strings.IndexFunc(n.Header, func(r rune) bool { return r >= 0x80 || !validHeaderNameByte(byte(r)) }) < 0 {
 		n.headerKey = textproto.CanonicalMIMEHeaderKey(n.Header)
 	}
+	n.lastMember = new(atomic.Pointer[string])
 	return n
+}
+
+// member is the baggage member "BaggageKey=l".
+func (n Names) member(l Lane) string {
+	if n.lastMember == nil {
+		return n.BaggageKey + "=" + string(l)
+	}
+	if m := n.lastMember.Load(); m != nil && len(*m) == len(n.BaggageKey)+1+len(l) && (*m)[len(n.BaggageKey)+1:] == string(l) {
+		return *m
+	}
+	m := n.BaggageKey + "=" + string(l)
+	n.lastMember.Store(&m)
+	return m
 }
 
 // laneHeader is h's values of the lane header.
@@ -164,7 +182,7 @@ func (n Names) Write(h http.Header, l Lane) {
 	// it anew on every request.
 	values := h[baggageHeader]
 	if len(values) == 0 {
-		h[baggageHeader] = []string{n.BaggageKey + "=" + string(l)}
+		h[baggageHeader] = []string{n.member(l)}
 		return
 	}
 	updated, ok := SetBaggageMember(joinValues(values), n.BaggageKey, string(l))

@@ -1,9 +1,11 @@
 package lane
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -159,4 +161,35 @@ func TestCompiledNamesReadAndWriteAsPlainOnes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCompiledNamesWriteEachRequestsOwnMember checks the member Compiled names keep from the
+// last Write: lanes that alternate, that share a prefix, or are written from many goroutines
+// at once each get the baggage member of their own lane.
+func TestCompiledNamesWriteEachRequestsOwnMember(t *testing.T) {
+	n := Default().Compiled()
+	for _, l := range []Lane{"dev", "dev", "qa", "dev", "de", "dev-2", "d", "dev"} {
+		h := http.Header{}
+		n.Write(h, l)
+		if got, want := h["Baggage"], []string{"swimlane=" + string(l)}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("lane %q: baggage %q, want %q", l, got, want)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := Lane(fmt.Sprintf("lane-%d", g%3))
+			for range 500 {
+				h := http.Header{}
+				n.Write(h, l)
+				if got := h.Get("Baggage"); got != "swimlane="+string(l) {
+					t.Errorf("lane %q: baggage %q", l, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -434,26 +434,38 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		return
 	}
 	defer resp.Body.Close()
+	fields := ^framingFields(0) // unknown: any field may have to go
 	if b, ok := resp.Body.(*h1Body); ok {
 		// The answer's header values live in b, and the caller's wrappers read them after
 		// this returns (the metrics' status): b is pooled once the whole request is done.
 		if hw := h1ResponseOf(w); hw != nil {
 			hw.answerBody = b
 		}
+		fields = b.fields
 	}
 	var h http.Header
-	hasConnection := resp.Header["Connection"] != nil
-	if hw, ok := w.(*h1Response); ok && len(hw.header) == 0 { // not through Header(), which makes one
+	if hw, edited := headerSharer(w); hw != nil && len(hw.header) == 0 { // not through Header(), which makes one
 		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
-		// the answer's, less the hop-by-hop fields, instead of being copied field by field.
-		for k := range resp.Header {
-			if k != "Connection" && !passedOn(resp.Header, k, hasConnection) {
-				delete(resp.Header, k) // Connection goes last: passedOn reads it
+		// the answer's, less the hop-by-hop fields, instead of being copied field by field
+		// into a new map.
+		if fields.mustDrop() {
+			hasConnection := resp.Header["Connection"] != nil
+			for k := range resp.Header {
+				if k != "Connection" && !passedOn(resp.Header, k, hasConnection) {
+					delete(resp.Header, k) // Connection goes last: passedOn reads it
+				}
 			}
+			delete(resp.Header, "Connection")
 		}
-		delete(resp.Header, "Connection")
 		hw.header, h = resp.Header, resp.Header
+		if !edited && fields&(hasContentLength|hasTransferEncoding) == hasContentLength {
+			// The length is the answer's own field, which framing read resp.ContentLength
+			// from and left single: it stays as it is, and the writer need not read it again
+			// (unless a route's edits may change it before the head goes).
+			hw.lengthKnown, hw.contentLength = true, resp.ContentLength
+		}
 	} else {
+		hasConnection := resp.Header["Connection"] != nil
 		h = w.Header()
 		for k, vs := range resp.Header {
 			if passedOn(resp.Header, k, hasConnection) {
@@ -461,7 +473,9 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 			}
 		}
 	}
-	if resp.ContentLength >= 0 && resp.Body != http.NoBody && !headerIsInt(h, "Content-Length", resp.ContentLength) {
+	if hw := h1ResponseOf(w); hw != nil && hw.lengthKnown {
+		// Content-Length is the upstream's, as is.
+	} else if resp.ContentLength >= 0 && resp.Body != http.NoBody && !headerIsInt(h, "Content-Length", resp.ContentLength) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	w.WriteHeader(resp.StatusCode)
@@ -512,6 +526,24 @@ func headerIsInt(h http.Header, key string, n int64) bool {
 	vs := h[key]
 	var b [20]byte
 	return len(vs) == 1 && string(strconv.AppendInt(b[:0], n, 10)) == vs[0]
+}
+
+// headerSharer is the proxy's own ResponseWriter when w is it or wrappers of it whose Header
+// is its Header (the metrics' and the response header edits'), else nil; edited reports a
+// route's header edits among them, which change the header when the status is written.
+func headerSharer(w http.ResponseWriter) (hw *h1Response, edited bool) {
+	for {
+		switch x := w.(type) {
+		case *h1Response:
+			return x, edited
+		case *statusRecorder:
+			w = x.ResponseWriter
+		case *headerEditor:
+			w, edited = x.ResponseWriter, true
+		default:
+			return nil, false
+		}
+	}
 }
 
 // h1ResponseOf is the proxy's own ResponseWriter under w's wrappers, nil when w is another.

@@ -260,11 +260,11 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
-	resp, err := readResponseHead(pc, req, &b.answer, b.values[:0])
+	resp, fields, err := readResponseHead(pc, req, &b.answer, b.values[:0])
 	if err != nil {
 		return fail(err)
 	}
-	b.resp = resp
+	b.resp, b.fields = resp, fields
 	switch {
 	case !bodyAllowed(req.Method, resp.StatusCode):
 		resp.ContentLength = 0
@@ -458,8 +458,9 @@ func asciiEqualFold(a, b string) bool {
 }
 
 // readResponseHead reads a status line and headers, skipping 1xx informational answers, into
-// resp, whose header values go into values while it has room (see parseHeaderLines).
-func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (*http.Response, error) {
+// resp, whose header values go into values while it has room (see parseHeaderLines); fields
+// are the framing fields the head had.
+func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (*http.Response, framingFields, error) {
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
@@ -467,30 +468,30 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if err != nil {
 			var held *heldWriteError
 			if len(pc.head) == 0 && (err == io.EOF || isReset(err) || errors.As(err, &held)) {
-				return nil, fmt.Errorf("%w: %v", errNothingRead, err)
+				return nil, 0, fmt.Errorf("%w: %v", errNothingRead, err)
 			}
-			return nil, fmt.Errorf("reading the upstream's answer: %w", err)
+			return nil, 0, fmt.Errorf("reading the upstream's answer: %w", err)
 		}
 		head := string(pc.head) // the one allocation behind every string of the head
 		if !validHead(head) {
-			return nil, errors.New("control character in the upstream's answer head")
+			return nil, 0, errors.New("control character in the upstream's answer head")
 		}
 		line, rest := cutLine(head)
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
-			return nil, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
+			return nil, 0, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, fields, _, ok := parseHeaderLines(rest, values, takeHeaderMap())
+		header, fields, _, ok := parseHeaderLines(rest, values, takeHeaderMap(), nil)
 		if !ok {
-			return nil, errors.New("malformed header line from the upstream")
+			return nil, 0, errors.New("malformed header line from the upstream")
 		}
 		if status == http.StatusSwitchingProtocols {
 			// Plain requests carry no Upgrade: nothing asked the upstream to switch.
-			return nil, errors.New("the upstream switched protocols, which the request did not ask for")
+			return nil, 0, errors.New("the upstream switched protocols, which the request did not ask for")
 		}
 		if status < 200 {
 			if informational += len(pc.head); informational > maxHeadBytes {
-				return nil, errors.New("the upstream sent more informational (1xx) answers than a head may hold")
+				return nil, 0, errors.New("the upstream sent more informational (1xx) answers than a head may hold")
 			}
 			continue
 		}
@@ -507,9 +508,9 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 			resp.ProtoMinor = 0
 		}
 		if err := framing(resp, fields); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return resp, nil
+		return resp, fields, nil
 	}
 }
 
@@ -552,7 +553,9 @@ func framing(resp *http.Response, fields framingFields) error {
 			return fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
 		}
 		resp.ContentLength = int64(n)
-		h["Content-Length"] = cl[:1] // repeated alike, it is passed on once, as net/http does
+		if len(cl) > 1 {
+			h["Content-Length"] = cl[:1] // repeated alike, it is passed on once, as net/http does
+		}
 	}
 	// HTTP/1.0 has no transfer codings: such an answer's Transfer-Encoding is ignored, as
 	// net/http does (it is hop-by-hop, so it is not passed on either).
@@ -577,9 +580,11 @@ type h1Body struct {
 	client *h1Client
 	pc     *h1Conn
 	resp   *http.Response
-	// answer and values are resp and its header values, allocated with the body.
+	// answer and values are resp and its header values, allocated with the body; fields,
+	// the framing fields its head had.
 	answer http.Response
 	values [headValues]string
+	fields framingFields
 	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
 	// the context cannot be cancelled.
 	stop func() bool

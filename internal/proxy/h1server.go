@@ -507,7 +507,8 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	r := &rq.req
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
-	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], takeHeaderMap())
+	var host string
+	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], takeHeaderMap(), &host)
 	rq.header = h
 	switch {
 	case folded:
@@ -519,15 +520,13 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	if fields&hasUpgrade != 0 {
 		return nil, statusHandOff, ""
 	}
-	hosts := h["Host"]
-	if len(hosts) != 1 {
+	if fields&(hasHost|hasHostRepeated) != hasHost {
 		return nil, http.StatusBadRequest, "missing or repeated Host header"
 	}
-	if !validHost(hosts[0]) {
+	if !validHost(host) {
 		return nil, http.StatusBadRequest, "malformed Host header"
 	}
-	r.Host = hosts[0]
-	delete(h, "Host")
+	r.Host = host
 	if err := parseTarget(&rq.url, target); err != nil {
 		return nil, http.StatusBadRequest, "malformed request target"
 	}
@@ -548,9 +547,9 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 }
 
 // framingFields records which of the fields that frame a message or steer its connection a
-// head carries, noted as its lines are parsed: most heads carry one or two of the seven, and
-// the parse's checks then skip a map lookup for each of the others.
-type framingFields uint8
+// head carries, noted as its lines are parsed: most heads carry one or two of them, and the
+// checks after the parse skip a map lookup for each of the others.
+type framingFields uint16
 
 const (
 	hasHost framingFields = 1 << iota
@@ -560,6 +559,12 @@ const (
 	hasExpect
 	hasTrailer
 	hasUpgrade
+	// hasOtherHop: a hop-by-hop field not above (isHop), or the proxy's own
+	// appRefusedHeader: a field that passing an answer on must drop (passedOn).
+	hasOtherHop
+	// hasHostRepeated: a second Host line, which parseHeaderLines does not keep when it
+	// takes the Host out of the map.
+	hasHostRepeated
 )
 
 // framingField is the framingFields bit of a canonical field name, 0 for any other name.
@@ -579,8 +584,16 @@ func framingField(k string) framingFields {
 		return hasTrailer
 	case "Upgrade":
 		return hasUpgrade
+	case "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", appRefusedHeader:
+		return hasOtherHop
 	}
 	return 0
+}
+
+// mustDrop reports whether passing on a message with these fields has any field to drop
+// (passedOn): a hop-by-hop field or the proxy's own.
+func (f framingFields) mustDrop() bool {
+	return f&(hasConnection|hasTransferEncoding|hasTrailer|hasUpgrade|hasOtherHop) != 0
 }
 
 // get is h[key] when the head had the field bit names, nil without a lookup when it had not.
@@ -594,8 +607,10 @@ func (f framingFields) get(h http.Header, bit framingFields, key string) []strin
 // parseHeaderLines parses the header lines of a head (after its start line) into a new
 // Header (or into reuse, an empty map, when given) whose values share one backing array:
 // values's, when it has room for them all. folded reports an obsolete continuation line,
-// which it does not parse; fields, which of the framing fields the head has.
-func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.Header, fields framingFields, folded, ok bool) {
+// which it does not parse; fields, which of the framing fields the head has. With host set,
+// a request's Host goes there instead of into the map (its first line; a second one sets
+// hasHostRepeated): the caller would only take it out again.
+func parseHeaderLines(rest string, values []string, reuse http.Header, host *string) (h http.Header, fields framingFields, folded, ok bool) {
 	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
 	// map entry per line up front.
 	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
@@ -606,6 +621,10 @@ func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.H
 	if h == nil {
 		h = make(http.Header, lines)
 	}
+	// The names so far, for the repeated-field check: comparing a few strings (most differ
+	// in length) costs less than a map lookup per line. Past its room, the map is asked.
+	var names [headValues]string
+	named := 0
 	for rest != "" {
 		var hl string
 		hl, rest = cutLine(rest)
@@ -623,16 +642,45 @@ func parseHeaderLines(rest string, values []string, reuse http.Header) (h http.H
 		if !canonical {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
-		fields |= framingField(k)
+		bit := framingField(k)
 		v = textproto.TrimString(v)
-		if vs, dup := h[k]; dup {
-			h[k] = append(vs, v)
+		if bit == hasHost && host != nil {
+			if fields&hasHost != 0 {
+				fields |= hasHostRepeated
+			} else {
+				*host = v
+			}
+			fields |= hasHost
 			continue
+		}
+		fields |= bit
+		if repeated(h, names[:named], named == len(names), k) {
+			h[k] = append(h[k], v)
+			continue
+		}
+		if named < len(names) {
+			names[named] = k
+			named++
 		}
 		values = append(values, v)
 		h[k] = values[len(values)-1 : len(values) : len(values)]
 	}
 	return h, fields, false, true
+}
+
+// repeated reports whether k is among the names parsed so far: those listed, or, once the
+// list ran out of room (full), those in h.
+func repeated(h http.Header, listed []string, full bool, k string) bool {
+	if full {
+		_, ok := h[k]
+		return ok
+	}
+	for _, n := range listed {
+		if n == k {
+			return true
+		}
+	}
+	return false
 }
 
 // validHead reports whether a head is free of control characters other than tab and line
@@ -1123,8 +1171,12 @@ type h1Response struct {
 	headWritten   bool
 	chunked       bool
 	contentLength int64 // declared by the handler; -1 when unknown
-	written       int64
-	keepAlive     bool
+	// lengthKnown: contentLength is the Content-Length of the header, which came whole from
+	// an upstream's answer (forwardPlain) and has no Connection field: WriteHeader need not
+	// read either.
+	lengthKnown bool
+	written     int64
+	keepAlive   bool
 	// answerBody is the upstream answer's body behind the header values this answer may
 	// share (forwardPlain), pooled with the request.
 	answerBody *h1Body
@@ -1144,7 +1196,7 @@ func (w *h1Response) WriteHeader(code int) {
 		return
 	}
 	w.status = code
-	if w.header != nil {
+	if w.header != nil && !w.lengthKnown {
 		if cl := w.header["Content-Length"]; len(cl) == 1 {
 			if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
 				w.contentLength = n

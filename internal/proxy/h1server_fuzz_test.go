@@ -292,33 +292,72 @@ func serveTest(t *testing.T, handler http.Handler) string {
 
 // TestH1AnswerLosesItsHopHeaders: an upstream's hop-by-hop fields, the fields its Connection
 // header lists and Swimlane's own app-refused mark do not reach the caller, and the rest do,
-// both when the answer's header starts empty (it takes the upstream's map) and when the
-// handler set a field first (the fields are copied).
+// both when the answer's header starts empty (it takes the upstream's map, also through the
+// metrics' recorder, and then skips the drop when the head had nothing to drop) and when the
+// handler set a field first (the fields are copied). Each hop field is also sent alone, so
+// that the parse's note of it is what must drop it.
 func TestH1AnswerLosesItsHopHeaders(t *testing.T) {
-	upstream := rawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: X-Private, keep-alive\r\nKeep-Alive: timeout=5\r\n"+
-		"X-Private: secret\r\n"+appRefusedHeader+": 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
-	f := newForwarder(slog.New(slog.DiscardHandler))
-	preset := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Set-Before", "1")
-		f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
-	}))
-	for name, addr := range map[string]string{"empty header": serveForwarding(t, upstream), "preset header": preset} {
-		res, err := http.Get("http://" + addr + "/")
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if string(body) != "ok" || res.ContentLength != 2 || res.Header.Get("X-Kept") != "yes" {
-			t.Errorf("%s: body %q, length %d, X-Kept %q; want \"ok\", 2, \"yes\"", name, body, res.ContentLength, res.Header.Get("X-Kept"))
-		}
-		for _, k := range []string{"X-Private", "Keep-Alive", appRefusedHeader} {
-			if v := res.Header.Get(k); v != "" {
-				t.Errorf("%s: the caller got %s: %q", name, k, v)
+	answers := map[string]string{
+		"Connection-listed":         "Connection: X-Private, keep-alive\r\nKeep-Alive: timeout=5\r\nX-Private: secret\r\n" + appRefusedHeader + ": 1\r\n",
+		"Keep-Alive alone":          "Keep-Alive: timeout=5\r\n",
+		"app-refused alone":         appRefusedHeader + ": 1\r\n",
+		"Proxy-Connection alone":    "Proxy-Connection: keep-alive\r\n",
+		"Proxy-Authenticate alone":  "Proxy-Authenticate: Basic\r\n",
+		"Proxy-Authorization alone": "Proxy-Authorization: Basic eA==\r\n",
+		"Te alone":                  "Te: trailers\r\n",
+		"Upgrade alone":             "Upgrade: h2c\r\n",
+		"Trailer alone":             "Trailer: X-Sum\r\n",
+	}
+	dropped := []string{"X-Private", "Keep-Alive", appRefusedHeader, "Proxy-Connection", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Upgrade", "Trailer", "Connection"}
+	for answerName, fields := range answers {
+		upstream := rawUpstream(t, "HTTP/1.1 200 OK\r\n"+fields+"X-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
+		f := newForwarder(slog.New(slog.DiscardHandler))
+		preset := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Set-Before", "1")
+			f.forward(w, r, &target{addr: upstream, protocol: snapshot.HTTP})
+		}))
+		recorded := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.forward(&statusRecorder{ResponseWriter: w}, r, &target{addr: upstream, protocol: snapshot.HTTP})
+		}))
+		for writer, addr := range map[string]string{"empty header": serveForwarding(t, upstream), "preset header": preset, "recorded": recorded} {
+			name := answerName + ", " + writer
+			res, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(body) != "ok" || res.ContentLength != 2 || res.Header.Get("X-Kept") != "yes" {
+				t.Errorf("%s: body %q, length %d, X-Kept %q; want \"ok\", 2, \"yes\"", name, body, res.ContentLength, res.Header.Get("X-Kept"))
+			}
+			for _, k := range dropped {
+				if v := res.Header.Get(k); v != "" {
+					t.Errorf("%s: the caller got %s: %q", name, k, v)
+				}
+			}
+			if writer == "preset header" && res.Header.Get("X-Set-Before") != "1" {
+				t.Errorf("%s: the handler's X-Set-Before was lost", name)
 			}
 		}
-		if name == "preset header" && res.Header.Get("X-Set-Before") != "1" {
-			t.Errorf("preset header: the handler's X-Set-Before was lost")
+	}
+}
+
+// TestFramingFieldsNoteEveryDroppedField: every field passedOn drops by name has a parse
+// note that makes mustDrop true, so an answer without one may skip the drop.
+func TestFramingFieldsNoteEveryDroppedField(t *testing.T) {
+	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", appRefusedHeader} {
+		if passedOn(http.Header{}, k, false) {
+			t.Errorf("passedOn(%q) = true; the test's list is out of date", k)
+		}
+		if !framingField(k).mustDrop() {
+			t.Errorf("framingField(%q) does not make mustDrop true", k)
+		}
+	}
+	for _, k := range []string{"Content-Length", "Host", "Expect", "X-Kept", "Content-Type"} {
+		if framingField(k).mustDrop() {
+			t.Errorf("framingField(%q) makes mustDrop true; nothing drops it", k)
 		}
 	}
 }
@@ -467,5 +506,40 @@ func TestH1RequestTrailersPassOn(t *testing.T) {
 	}
 	if body, _ := io.ReadAll(res.Body); string(body) != "hi 7" {
 		t.Errorf("the upstream read body and trailer X-Sum %q; want \"hi 7\"", body)
+	}
+}
+
+// TestH1RepeatedFieldsKeepEveryValue: a field on several lines keeps each value, in order,
+// among the first names of a head (checked against the parse's list of names) and past them
+// (checked against the map), and the Host, kept out of the map, is still the request's.
+func TestH1RepeatedFieldsKeepEveryValue(t *testing.T) {
+	addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "host=%s n=%d", r.Host, len(r.Header))
+		for _, k := range []string{"X-A", "X-L", "Host"} {
+			fmt.Fprintf(&b, " %s=%q", k, r.Header[k])
+		}
+		io.WriteString(w, b.String())
+	}))
+	var head strings.Builder
+	head.WriteString("GET / HTTP/1.1\r\nX-A: 1\r\nHost: web\r\n")
+	for i := range 12 {
+		fmt.Fprintf(&head, "X-%c: v\r\n", 'B'+i) // X-B .. X-M: past the list's room
+	}
+	head.WriteString("X-A: 2\r\nX-L: w\r\nx-a: 3\r\n\r\n")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, head.String())
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	want := `host=web n=13 X-A=["1" "2" "3"] X-L=["v" "w"] Host=[]`
+	if string(body) != want {
+		t.Errorf("the handler saw %s; want %s", body, want)
 	}
 }

@@ -487,6 +487,19 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	if resp.ContentLength >= 0 {
 		flusher = nil
 	}
+	if b, ok := resp.Body.(*h1Body); ok && b.chunked == nil && b.n > 0 {
+		// A body of known length goes on from the connection's read buffer: no copy
+		// buffer to take, and one copy of the bytes less.
+		werr, rerr := b.passOn(w)
+		switch {
+		case werr != nil:
+			return // the caller went away
+		case rerr != nil:
+			f.log.Warn("upstream answer cut short", "upstream", t.what(), "err", rerr)
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
 	bufp := copyBuffers.get()
 	defer copyBuffers.put(bufp)
 	buf := *bufp

@@ -679,6 +679,35 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// passOn writes the rest of a fixed-length body (n > 0) to w from the connection's read
+// buffer, as it arrives, and ends the body. werr is w's failure (the caller went away; the
+// body is left for Close), rerr the body's (the upstream ended it short or failed).
+func (b *h1Body) passOn(w io.Writer) (werr, rerr error) {
+	br := b.pc.br
+	for b.n > 0 {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				b.done(err)
+				if b.err != nil {
+					return nil, b.err // the context's error when it cut the read
+				}
+				return nil, err
+			}
+		}
+		chunk, _ := br.Peek(int(min(int64(br.Buffered()), b.n)))
+		if _, err := w.Write(chunk); err != nil {
+			return err, nil
+		}
+		_, _ = br.Discard(len(chunk))
+		b.n -= int64(len(chunk))
+	}
+	b.done(nil) // only now: the connection may serve another request once it is back
+	return nil, nil
+}
+
 // readTrailer reads the trailer section after a chunked body's last chunk.
 func (b *h1Body) readTrailer() error {
 	trailer, err := readTrailerSection(b.pc.br)

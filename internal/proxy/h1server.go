@@ -380,7 +380,7 @@ func (s *h1Server) serveConn(c net.Conn) {
 		// spares a timer per request.
 		buffered, _ := sc.br.Peek(sc.br.Buffered())
 		buffered = bytes.TrimLeft(buffered, "\r\n") // empty lines before a head do not make it whole
-		slow := !bytes.Contains(buffered, []byte("\n\r\n")) && !bytes.Contains(buffered, []byte("\n\n"))
+		slow := headEnd(buffered) < 0
 		if slow && !first {
 			_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
 		}
@@ -437,6 +437,14 @@ func (sc *h1ServerConn) readHead() (err error) {
 // readHead appends one message head (start line, header lines, empty line) from br to buf.
 // An empty line before the start line is skipped when skipEmpty is set (RFC 9112 section 2.2).
 func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
+	// Most heads arrive whole, behind no empty line: taken in one piece, not line by line.
+	if buffered, _ := br.Peek(br.Buffered()); len(buffered) > 0 && buffered[0] != '\r' && buffered[0] != '\n' {
+		if n := headEnd(buffered); n > 0 && n <= maxHeadBytes {
+			buf = append(buf, buffered[:n]...)
+			_, _ = br.Discard(n)
+			return buf, nil
+		}
+	}
 	start := len(buf)
 	lineStart := start
 	skipped := 0 // empty lines skipped before the start line count toward the limit too
@@ -471,6 +479,26 @@ func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
 const statusHandOff = -1
 
 // h1Request is everything one request allocates on the fast path, in one allocation.
+// headEnd is the length of the head at the start of b up to and with the empty line that
+// ends it (a line end right after a line end: "\n\r\n" or "\n\n"), or -1 when b holds no
+// empty line after its first byte. One IndexByte per line: bytes.Index of "\n\r\n" stops
+// at every line end too, and costs more each time.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		lf := bytes.IndexByte(b[i:], '\n')
+		if lf < 0 {
+			return -1
+		}
+		i += lf + 1
+		switch {
+		case i < len(b) && b[i] == '\n':
+			return i + 1
+		case i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n':
+			return i + 2
+		}
+	}
+}
+
 type h1Request struct {
 	req  http.Request
 	url  url.URL
@@ -611,14 +639,14 @@ func (f framingFields) get(h http.Header, bit framingFields, key string) []strin
 // a request's Host goes there instead of into the map (its first line; a second one sets
 // hasHostRepeated): the caller would only take it out again.
 func parseHeaderLines(rest string, values []string, reuse http.Header, host *string) (h http.Header, fields framingFields, folded, ok bool) {
-	// Sized for the usual head; a head of many tiny lines grows them instead of reserving a
-	// map entry per line up front.
-	lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
-	if cap(values) < lines {
-		values = make([]string, 0, lines)
-	}
 	h = reuse
 	if h == nil {
+		// Sized for the usual head; a head of many tiny lines grows them instead of
+		// reserving a map entry per line up front. (A pooled map and values simply grow.)
+		lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
+		if cap(values) < lines {
+			values = make([]string, 0, lines)
+		}
 		h = make(http.Header, lines)
 	}
 	// The names so far, for the repeated-field check: comparing a few strings (most differ

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"swimlane.dev/swimlane/internal/snapshot"
@@ -541,5 +542,38 @@ func TestH1RepeatedFieldsKeepEveryValue(t *testing.T) {
 	want := `host=web n=13 X-A=["1" "2" "3"] X-L=["v" "w"] Host=[]`
 	if string(body) != want {
 		t.Errorf("the handler saw %s; want %s", body, want)
+	}
+}
+
+// TestReadHeadWholeAndLineByLineAgree: a head read in one piece (all of it buffered) is the
+// head read line by line (bytes arriving one at a time), with the same rest left unread, for
+// CRLF and bare LF line ends, a body or a next request behind, and empty lines before it.
+func TestReadHeadWholeAndLineByLineAgree(t *testing.T) {
+	for _, in := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody",
+		"GET / HTTP/1.1\nHost: a\n\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\nHost: a\n\r\nrest",
+		"GET / HTTP/1.1\r\nHost: a\n\nrest\r\n\r\n",
+		"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r\n",
+		"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	} {
+		whole := bufio.NewReader(strings.NewReader(in))
+		_, _ = whole.Peek(len(in)) // all buffered: the one-piece path
+		gotHead, gotErr := readHead(whole, nil, true)
+		gotRest, _ := io.ReadAll(whole)
+		byByte := bufio.NewReader(iotest.OneByteReader(strings.NewReader(in)))
+		wantHead, wantErr := readHead(byByte, nil, true)
+		wantRest, _ := io.ReadAll(byByte)
+		if string(gotHead) != string(wantHead) || (gotErr == nil) != (wantErr == nil) || string(gotRest) != string(wantRest) {
+			t.Errorf("%q: whole read %q (%v), rest %q; line by line %q (%v), rest %q", in, gotHead, gotErr, gotRest, wantHead, wantErr, wantRest)
+		}
+	}
+	for in, want := range map[string]int{"a\r\n\r\n": 5, "a\n\n": 3, "a\n\r\nb\n\n": 4, "a\nb\n\nc\n\r\n": 5, "a\r\nb": -1, "": -1} {
+		if got := headEnd([]byte(in)); got != want {
+			t.Errorf("headEnd(%q) = %d; want %d", in, got, want)
+		}
 	}
 }

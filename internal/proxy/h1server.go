@@ -438,7 +438,12 @@ func (sc *h1ServerConn) readHead() (err error) {
 // An empty line before the start line is skipped when skipEmpty is set (RFC 9112 section 2.2).
 func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
 	// Most heads arrive whole, behind no empty line: taken in one piece, not line by line.
-	if buffered, _ := br.Peek(br.Buffered()); len(buffered) > 0 && buffered[0] != '\r' && buffered[0] != '\n' {
+	if br.Buffered() == 0 {
+		if _, err := br.Peek(1); err != nil {
+			return buf, err // as ReadSlice would have
+		}
+	}
+	if buffered, _ := br.Peek(br.Buffered()); buffered[0] != '\r' && buffered[0] != '\n' {
 		if n := headEnd(buffered); n > 0 && n <= maxHeadBytes {
 			buf = append(buf, buffered[:n]...)
 			_, _ = br.Discard(n)

@@ -32,15 +32,21 @@ type h1Client struct {
 	idleTimeout time.Duration // an idle connection older than this is closed, not reused
 
 	mu   sync.Mutex
-	idle map[string][]*h1Conn // per address, most recently used last; no empty lists
+	// idle holds the idle connections per address, most recently used last. Lists are
+	// changed in place, so a request's get and put only look the address up; reap deletes
+	// the empty ones.
+	idle map[string]*idleConns
 	// reaper closes the connections idle past idleTimeout, those of endpoints that went away
 	// included; armed while any connection is idle (a timer, not a goroutine).
 	reaper *time.Timer
 }
 
 func newH1Client(dialer *net.Dialer) *h1Client {
-	return &h1Client{dialer: dialer, maxIdle: 256, idleTimeout: 90 * time.Second, idle: map[string][]*h1Conn{}}
+	return &h1Client{dialer: dialer, maxIdle: 256, idleTimeout: 90 * time.Second, idle: map[string]*idleConns{}}
 }
+
+// idleConns are an address's idle connections.
+type idleConns struct{ conns []*h1Conn }
 
 // h1Conn is one upstream connection with its buffers.
 type h1Conn struct {
@@ -71,10 +77,12 @@ func plainH1(r *http.Request) bool {
 func (c *h1Client) get(ctx context.Context, addr string) (*h1Conn, error) {
 	now := time.Now()
 	c.mu.Lock()
-	for list := c.idle[addr]; len(list) > 0; list = c.idle[addr] {
-		pc := list[len(list)-1]
-		list[len(list)-1] = nil
-		c.idle[addr] = list[:len(list)-1] // kept when empty, for put to refill; reap deletes it
+	idle := c.idle[addr]
+	for idle != nil && len(idle.conns) > 0 {
+		last := len(idle.conns) - 1
+		pc := idle.conns[last]
+		idle.conns[last] = nil
+		idle.conns = idle.conns[:last] // kept when empty, for put to refill; reap deletes it
 		c.mu.Unlock()
 		// An idle connection with something to read (an answer nobody asked for, bytes past
 		// the last answer, a close) would hand them to this request as its answer.
@@ -111,8 +119,13 @@ func (c *h1Client) put(pc *h1Conn) {
 	}
 	pc.idleFrom = time.Now()
 	c.mu.Lock()
-	if list := c.idle[pc.addr]; len(list) < c.maxIdle {
-		c.idle[pc.addr] = append(list, pc)
+	idle := c.idle[pc.addr]
+	if idle == nil {
+		idle = new(idleConns)
+		c.idle[pc.addr] = idle
+	}
+	if len(idle.conns) < c.maxIdle {
+		idle.conns = append(idle.conns, pc)
 		if c.reaper == nil {
 			c.reaper = time.AfterFunc(c.idleTimeout, c.reap)
 		}
@@ -129,20 +142,19 @@ func (c *h1Client) reap() {
 	now := time.Now()
 	var expired []*h1Conn
 	c.mu.Lock()
-	for addr, list := range c.idle {
-		kept := list[:0]
-		for _, pc := range list {
+	for addr, idle := range c.idle {
+		kept := idle.conns[:0]
+		for _, pc := range idle.conns {
 			if now.Sub(pc.idleFrom) >= c.idleTimeout {
 				expired = append(expired, pc)
 			} else {
 				kept = append(kept, pc)
 			}
 		}
-		clear(list[len(kept):])
+		clear(idle.conns[len(kept):])
+		idle.conns = kept
 		if len(kept) == 0 {
 			delete(c.idle, addr)
-		} else {
-			c.idle[addr] = kept
 		}
 	}
 	c.reaper = nil

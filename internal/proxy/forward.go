@@ -172,8 +172,11 @@ func retriable(p *snapshot.RetryPolicy, resp *http.Response, err error, try *htt
 	}
 	grpcStatus := -1
 	// Indexed, not through Get, which canonicalises the name anew on every answer: both the
-	// proxy's own client and net/http's store canonical names.
-	if g := firstValue(resp.Header, "Grpc-Status"); g != "" {
+	// proxy's own client and net/http's store canonical names. The proxy's own client noted
+	// whether the head had one at all.
+	if b, ok := resp.Body.(*h1Body); ok && b.fields&hasGrpcStatus == 0 {
+		// none
+	} else if g := firstValue(resp.Header, "Grpc-Status"); g != "" {
 		if n, err := strconv.Atoi(g); err == nil {
 			grpcStatus = n
 		}
@@ -461,8 +464,10 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		if !edited && fields&(hasContentLength|hasTransferEncoding) == hasContentLength {
 			// The length is the answer's own field, which framing read resp.ContentLength
 			// from and left single: it stays as it is, and the writer need not read it again
-			// (unless a route's edits may change it before the head goes).
+			// (unless a route's edits may change it before the head goes). Such a body has no
+			// trailers, so the head says whether a gRPC status comes.
 			hw.lengthKnown, hw.contentLength = true, resp.ContentLength
+			hw.noGrpcStatus = fields&hasGrpcStatus == 0
 		}
 	} else {
 		hasConnection := resp.Header["Connection"] != nil

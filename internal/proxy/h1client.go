@@ -31,7 +31,7 @@ type h1Client struct {
 	maxIdle     int           // idle connections kept per address
 	idleTimeout time.Duration // an idle connection older than this is closed, not reused
 
-	mu   sync.Mutex
+	mu sync.Mutex
 	// idle holds the idle connections per address, most recently used last. Lists are
 	// changed in place, so a request's get and put only look the address up; reap deletes
 	// the empty ones.

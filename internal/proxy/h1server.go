@@ -598,6 +598,8 @@ const (
 	// hasHostRepeated: a second Host line, which parseHeaderLines does not keep when it
 	// takes the Host out of the map.
 	hasHostRepeated
+	// hasGrpcStatus: an answer's gRPC status in its head, which retries and metrics read.
+	hasGrpcStatus
 )
 
 // framingField is the framingFields bit of a canonical field name, 0 for any other name.
@@ -619,6 +621,8 @@ func framingField(k string) framingFields {
 		return hasUpgrade
 	case "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", appRefusedHeader:
 		return hasOtherHop
+	case "Grpc-Status":
+		return hasGrpcStatus
 	}
 	return 0
 }
@@ -1208,8 +1212,11 @@ type h1Response struct {
 	// an upstream's answer (forwardPlain) and has no Connection field: WriteHeader need not
 	// read either.
 	lengthKnown bool
-	written     int64
-	keepAlive   bool
+	// noGrpcStatus: the header, an upstream's answer's whole, was passed on with a body of
+	// known length (no trailers) and had no Grpc-Status: the metrics need not look for one.
+	noGrpcStatus bool
+	written      int64
+	keepAlive    bool
 	// answerBody is the upstream answer's body behind the header values this answer may
 	// share (forwardPlain), pooled with the request.
 	answerBody *h1Body

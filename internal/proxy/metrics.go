@@ -176,12 +176,14 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // code is the gRPC status when the response carries one, else the HTTP status.
 func (s *statusRecorder) code() string {
-	h := s.Header() // keys are canonical already: indexed, not through Get's canonicalising
-	if g := h["Grpc-Status"]; len(g) > 0 && g[0] != "" {
-		return "grpc-" + g[0]
-	}
-	if g := h[http.TrailerPrefix+"Grpc-Status"]; len(g) > 0 && g[0] != "" {
-		return "grpc-" + g[0]
+	if hw, ok := s.ResponseWriter.(*h1Response); !ok || !hw.noGrpcStatus {
+		h := s.Header() // keys are canonical already: indexed, not through Get's canonicalising
+		if g := h["Grpc-Status"]; len(g) > 0 && g[0] != "" {
+			return "grpc-" + g[0]
+		}
+		if g := h[http.TrailerPrefix+"Grpc-Status"]; len(g) > 0 && g[0] != "" {
+			return "grpc-" + g[0]
+		}
 	}
 	switch s.status {
 	case 0:

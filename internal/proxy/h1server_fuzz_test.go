@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -575,5 +576,57 @@ func TestReadHeadWholeAndLineByLineAgree(t *testing.T) {
 		if got := headEnd([]byte(in)); got != want {
 			t.Errorf("headEnd(%q) = %d; want %d", in, got, want)
 		}
+	}
+}
+
+// FuzzValidHeadWordsAsBytes: validHead, eight bytes at a time, says what the byte loop says,
+// for heads of any length, with line ends, tabs, controls, DEL and bytes above 0x7f at every
+// offset within a word and across words.
+func FuzzValidHeadWordsAsBytes(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: web\r\n\r\n", "1234567\r\n", "1234567\r", "12345678\r\n", "\r\n\r\n\r\n\r\n",
+		"abc\tdef\x80\xff\r\n", "abc\x7fdefgh", "abcdefg\x00", "\x1f", "a\rb\r\ncd\r\n", "12345678\n\r\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "abcdefgh\x01ijklmno", "\r\n\t\x0b",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, head string) {
+		for start := 0; start < len(head) && start < 9; start++ { // every alignment of the words
+			h := head[start:]
+			if got, want := validHead(h), validHeadBytes(h, 0); got != want {
+				t.Fatalf("validHead(%q) = %v; a byte at a time: %v", h, got, want)
+			}
+		}
+	})
+}
+
+// TestValidHeadWordsAsBytesRandom: the fuzz test's comparison over many random heads of the
+// bytes that matter, in every test run.
+func TestValidHeadWordsAsBytesRandom(t *testing.T) {
+	// Mostly text and line ends, as heads are, so that many are valid; sometimes a byte
+	// that makes one invalid.
+	pieces := []string{"a", "a", "a", "a", "a", "a", ": ", "\r\n", "\r\n", "\n", "\t", "\x80", "\xff",
+		"\r", "\x00", "\x1f", "\x7f", "\x0b"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 0, 64)
+	valid := 0
+	for range 200000 {
+		b = b[:0]
+		for range rng.IntN(30) {
+			p := pieces[rng.IntN(len(pieces))]
+			if len(p) == 1 && p[0] != 'a' && rng.IntN(4) > 0 {
+				p = "a" // the odd bytes rarer still
+			}
+			b = append(b, p...)
+		}
+		if validHeadBytes(string(b), 0) {
+			valid++
+		}
+		if got, want := validHead(string(b)), validHeadBytes(string(b), 0); got != want {
+			t.Fatalf("validHead(%q) = %v; a byte at a time: %v", b, got, want)
+		}
+	}
+	if valid < 10000 || valid > 190000 {
+		t.Fatalf("%d of 200,000 random heads valid: the test checks too few of one kind", valid)
 	}
 }

@@ -536,8 +536,8 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 		return nil, http.StatusBadRequest, "control character in the request head"
 	}
 	line, rest := cutLine(head)
-	method, line, ok1 := strings.Cut(line, " ")
-	target, proto, ok2 := strings.Cut(line, " ")
+	method, line, ok1 := cutByte(line, ' ')
+	target, proto, ok2 := cutByte(line, ' ')
 	if !ok1 || !ok2 || !isToken(method) || target == "" {
 		return nil, http.StatusBadRequest, "malformed request line"
 	}
@@ -680,7 +680,7 @@ func parseHeaderLines(rest string, values []string, reuse http.Header, host *str
 		if hl[0] == ' ' || hl[0] == '\t' {
 			return nil, 0, true, false
 		}
-		k, v, found := strings.Cut(hl, ":")
+		k, v, found := cutByte(hl, ':')
 		token, canonical := checkName(k)
 		if !found || !token {
 			return nil, 0, false, false
@@ -814,6 +814,14 @@ const (
 )
 
 // cutLine splits s after its first line, dropping the line's CRLF or LF.
+// cutByte is strings.Cut for a one-byte separator, without Index's dispatch on its length.
+func cutByte(s string, sep byte) (before, after string, found bool) {
+	if i := strings.IndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
+}
+
 func cutLine(s string) (line, rest string) {
 	i := strings.IndexByte(s, '\n')
 	if i < 0 {
@@ -837,25 +845,25 @@ func checkName(k string) (token, canonical bool) {
 	if k == "" {
 		return false, false
 	}
-	canonical = true
+	// Without a branch per byte: the classes of all bytes are and-ed (token) and their wrong
+	// cases or-ed, each byte saying which case is wrong for the next (nameBytes).
+	all, bad := uint8(nameToken), uint8(0)
 	wrongCase := uint8(nameLower) // a lower-case letter starts a word wrongly
 	for i := 0; i < len(k); i++ {
 		f := nameBytes[k[i]]
-		if f&nameToken == 0 {
-			return false, false
-		}
-		if f&wrongCase != 0 {
-			canonical = false
-		}
-		wrongCase = nameUpper
-		if k[i] == '-' {
-			wrongCase = nameLower
-		}
+		all &= f
+		bad |= f & wrongCase
+		wrongCase = f >> nextShift
 	}
-	return true, canonical
+	if all&nameToken == 0 {
+		return false, false
+	}
+	return true, bad == 0
 }
 
-// nameBytes classes each byte of a field name for checkName.
+// nameBytes classes each byte of a field name for checkName: a token byte or not, a lower or
+// upper case letter, and (from bit nextShift) the case that is wrong for the byte after it:
+// lower after a '-', which starts a word, else upper.
 var nameBytes = func() (t [256]uint8) {
 	for c := range 256 {
 		if tokenBytes[c] {
@@ -867,6 +875,11 @@ var nameBytes = func() (t [256]uint8) {
 		case 'A' <= c && c <= 'Z':
 			t[c] |= nameUpper
 		}
+		if c == '-' {
+			t[c] |= nameLower << nextShift
+		} else {
+			t[c] |= nameUpper << nextShift
+		}
 	}
 	return t
 }()
@@ -875,6 +888,7 @@ const (
 	nameToken = 1 << iota
 	nameLower
 	nameUpper
+	nextShift = 4
 )
 
 // tokenBytes are tchar: letters, digits and these (RFC 9110 section 5.6.2).

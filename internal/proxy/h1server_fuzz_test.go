@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -628,5 +629,32 @@ func TestValidHeadWordsAsBytesRandom(t *testing.T) {
 	}
 	if valid < 10000 || valid > 190000 {
 		t.Fatalf("%d of 200,000 random heads valid: the test checks too few of one kind", valid)
+	}
+}
+
+// TestCheckNameAsTextproto: checkName's token is isToken's, and its canonical is whether
+// net/textproto's canonical form of the name is the name, over names of random bytes that
+// matter (letters of both cases, '-', digits, other token and non-token bytes).
+func TestCheckNameAsTextproto(t *testing.T) {
+	const alphabet = "aZq-Q9_.~ :\x00\x80\"("
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100000 {
+		b := make([]byte, rng.IntN(12))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		k := string(b)
+		token, canonical := checkName(k)
+		if token != isToken(k) {
+			t.Fatalf("checkName(%q) token = %v; isToken says %v", k, token, isToken(k))
+		}
+		if token && canonical != (textproto.CanonicalMIMEHeaderKey(k) == k) {
+			t.Fatalf("checkName(%q) canonical = %v; textproto's form is %q", k, canonical, textproto.CanonicalMIMEHeaderKey(k))
+		}
+	}
+	for k, want := range map[string]bool{"Content-Type": true, "content-type": false, "Content-type": false, "X-Swimlane": true, "X-SWIMLANE": false, "Te": true, "TE": false, "X--A": true, "1a": true, "1A": false} {
+		if _, canonical := checkName(k); canonical != want {
+			t.Errorf("checkName(%q) canonical = %v; want %v", k, canonical, want)
+		}
 	}
 }

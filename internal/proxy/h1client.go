@@ -427,7 +427,15 @@ func appendHeaderLine(b []byte, k, v string) []byte {
 
 // headerValue keeps a value from splitting the header block (net/http does the same).
 func headerValue(v string) string {
-	for i := 0; i < len(v); i++ {
+	// Eight bytes at a time first, as validHead does: every value of every head goes through.
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := load64(v, i)
+		if zeroBytes(w^0x0d0d0d0d0d0d0d0d)|zeroBytes(w^0x0a0a0a0a0a0a0a0a) != 0 {
+			return headerNewlines.Replace(v)
+		}
+	}
+	for ; i < len(v); i++ {
 		// One comparison per byte on the usual value: CR and LF are below 0x0e, and so is
 		// nothing else a value commonly holds but tab.
 		if c := v[i]; c < 0x0e && (c == '\r' || c == '\n') {

@@ -689,7 +689,7 @@ func parseHeaderLines(rest string, values []string, reuse http.Header, host *str
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
 		bit := framingField(k)
-		v = textproto.TrimString(v)
+		v = trimValue(v)
 		if bit == hasHost && host != nil {
 			if fields&hasHost != 0 {
 				fields |= hasHostRepeated
@@ -814,6 +814,17 @@ const (
 )
 
 // cutLine splits s after its first line, dropping the line's CRLF or LF.
+// trimValue is textproto.TrimString for a field value, with the usual "name: value" form's
+// one space checked first.
+func trimValue(v string) string {
+	if len(v) > 1 && v[0] == ' ' && !isSpaceByte(v[1]) && !isSpaceByte(v[len(v)-1]) {
+		return v[1:]
+	}
+	return textproto.TrimString(v)
+}
+
+func isSpaceByte(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
 // cutByte is strings.Cut for a one-byte separator, without Index's dispatch on its length.
 func cutByte(s string, sep byte) (before, after string, found bool) {
 	if i := strings.IndexByte(s, sep); i >= 0 {

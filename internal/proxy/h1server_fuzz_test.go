@@ -658,3 +658,28 @@ func TestCheckNameAsTextproto(t *testing.T) {
 		}
 	}
 }
+
+// TestValueChecksAsTheLibrary: trimValue trims as textproto.TrimString, and headerValue
+// replaces line ends as the byte-by-byte rule would, over random values of the bytes that
+// matter at every position of a word.
+func TestValueChecksAsTheLibrary(t *testing.T) {
+	const alphabet = "aaaa \t\r\n:"
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		b := make([]byte, rng.IntN(20))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		v := string(b)
+		if got, want := trimValue(v), textproto.TrimString(v); got != want {
+			t.Fatalf("trimValue(%q) = %q; textproto.TrimString: %q", v, got, want)
+		}
+		want := v
+		if strings.ContainsAny(v, "\r\n") {
+			want = headerNewlines.Replace(v)
+		}
+		if got := headerValue(v); got != want {
+			t.Fatalf("headerValue(%q) = %q; want %q", v, got, want)
+		}
+	}
+}

@@ -636,14 +636,9 @@ func TestValidHeadWordsAsBytesRandom(t *testing.T) {
 // net/textproto's canonical form of the name is the name, over names of random bytes that
 // matter (letters of both cases, '-', digits, other token and non-token bytes).
 func TestCheckNameAsTextproto(t *testing.T) {
-	const alphabet = "aZq-Q9_.~ :\x00\x80\"("
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 100000 {
-		b := make([]byte, rng.IntN(12))
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		k := string(b)
+		k := randomString(rng, "aZq-Q9_.~ :\x00\x80\"(", 12)
 		token, canonical := checkName(k)
 		if token != isToken(k) {
 			t.Fatalf("checkName(%q) token = %v; isToken says %v", k, token, isToken(k))
@@ -663,14 +658,9 @@ func TestCheckNameAsTextproto(t *testing.T) {
 // replaces line ends as the byte-by-byte rule would, over random values of the bytes that
 // matter at every position of a word.
 func TestValueChecksAsTheLibrary(t *testing.T) {
-	const alphabet = "aaaa \t\r\n:"
 	rng := rand.New(rand.NewPCG(5, 6))
 	for range 100000 {
-		b := make([]byte, rng.IntN(20))
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		v := string(b)
+		v := randomString(rng, "aaaa \t\r\n:", 20)
 		if got, want := trimValue(v), textproto.TrimString(v); got != want {
 			t.Fatalf("trimValue(%q) = %q; textproto.TrimString: %q", v, got, want)
 		}
@@ -682,4 +672,13 @@ func TestValueChecksAsTheLibrary(t *testing.T) {
 			t.Fatalf("headerValue(%q) = %q; want %q", v, got, want)
 		}
 	}
+}
+
+// randomString is up to max-1 bytes drawn from alphabet.
+func randomString(rng *rand.Rand, alphabet string, max int) string {
+	b := make([]byte, rng.IntN(max))
+	for i := range b {
+		b[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return string(b)
 }

@@ -468,6 +468,10 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 			// trailers, so the head says whether a gRPC status comes.
 			hw.lengthKnown, hw.contentLength = true, resp.ContentLength
 			hw.noGrpcStatus = fields&hasGrpcStatus == 0
+			if b, ok := resp.Body.(*h1Body); ok && !fields.mustDrop() && fields&(hasBareLF|hasLengthRepeated) == 0 {
+				// Nothing to drop, change or add but the Date: the lines go on as they came.
+				hw.asCame, hw.asCameFields, hw.asCameDate = b.lines, len(resp.Header), fields&hasDate != 0
+			}
 		}
 	} else {
 		hasConnection := resp.Header["Connection"] != nil

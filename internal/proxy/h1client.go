@@ -272,11 +272,11 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
-	resp, fields, err := readResponseHead(pc, req, &b.answer, b.values[:0])
+	resp, fields, lines, err := readResponseHead(pc, req, &b.answer, b.values[:0])
 	if err != nil {
 		return fail(err)
 	}
-	b.resp, b.fields = resp, fields
+	b.resp, b.fields, b.lines = resp, fields, lines
 	switch {
 	case !bodyAllowed(req.Method, resp.StatusCode):
 		resp.ContentLength = 0
@@ -479,8 +479,8 @@ func asciiEqualFold(a, b string) bool {
 
 // readResponseHead reads a status line and headers, skipping 1xx informational answers, into
 // resp, whose header values go into values while it has room (see parseHeaderLines); fields
-// are the framing fields the head had.
-func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (*http.Response, framingFields, error) {
+// are the framing fields the head had, lines its header lines as they came.
+func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (_ *http.Response, _ framingFields, lines string, _ error) {
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
@@ -488,30 +488,30 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if err != nil {
 			var held *heldWriteError
 			if len(pc.head) == 0 && (err == io.EOF || isReset(err) || errors.As(err, &held)) {
-				return nil, 0, fmt.Errorf("%w: %v", errNothingRead, err)
+				return nil, 0, "", fmt.Errorf("%w: %v", errNothingRead, err)
 			}
-			return nil, 0, fmt.Errorf("reading the upstream's answer: %w", err)
+			return nil, 0, "", fmt.Errorf("reading the upstream's answer: %w", err)
 		}
 		head := string(pc.head) // the one allocation behind every string of the head
 		if !validHead(head) {
-			return nil, 0, errors.New("control character in the upstream's answer head")
+			return nil, 0, "", errors.New("control character in the upstream's answer head")
 		}
 		line, rest := cutLine(head)
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
-			return nil, 0, fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
+			return nil, 0, "", fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
 		header, fields, _, ok := parseHeaderLines(rest, values, takeHeaderMap(), nil)
 		if !ok {
-			return nil, 0, errors.New("malformed header line from the upstream")
+			return nil, 0, "", errors.New("malformed header line from the upstream")
 		}
 		if status == http.StatusSwitchingProtocols {
 			// Plain requests carry no Upgrade: nothing asked the upstream to switch.
-			return nil, 0, errors.New("the upstream switched protocols, which the request did not ask for")
+			return nil, 0, "", errors.New("the upstream switched protocols, which the request did not ask for")
 		}
 		if status < 200 {
 			if informational += len(pc.head); informational > maxHeadBytes {
-				return nil, 0, errors.New("the upstream sent more informational (1xx) answers than a head may hold")
+				return nil, 0, "", errors.New("the upstream sent more informational (1xx) answers than a head may hold")
 			}
 			continue
 		}
@@ -527,10 +527,11 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if proto == "HTTP/1.0" {
 			resp.ProtoMinor = 0
 		}
-		if err := framing(resp, fields); err != nil {
-			return nil, 0, err
+		fields, err = framing(resp, fields)
+		if err != nil {
+			return nil, 0, "", err
 		}
-		return resp, fields, nil
+		return resp, fields, rest, nil
 	}
 }
 
@@ -557,31 +558,33 @@ func parseStatusLine(line string) (proto string, status int, ok bool) {
 }
 
 // framing sets how the response body is delimited, and whether the connection may be reused;
-// fields says which framing fields the head has (see parseHeaderLines).
-func framing(resp *http.Response, fields framingFields) error {
+// fields says which framing fields the head has (see parseHeaderLines), and comes back with
+// hasLengthRepeated noted.
+func framing(resp *http.Response, fields framingFields) (framingFields, error) {
 	h := resp.Header
 	resp.ContentLength = -1
 	// Content-Length is checked even beside Transfer-Encoding, as net/http does.
 	if cl := fields.get(h, hasContentLength, "Content-Length"); cl != nil {
 		for _, v := range cl[1:] {
 			if v != cl[0] {
-				return fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
+				return 0, fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
 			}
 		}
 		n, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63) // no sign, as net/http
 		if err != nil {
-			return fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
+			return 0, fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
 		}
 		resp.ContentLength = int64(n)
 		if len(cl) > 1 {
 			h["Content-Length"] = cl[:1] // repeated alike, it is passed on once, as net/http does
+			fields |= hasLengthRepeated
 		}
 	}
 	// HTTP/1.0 has no transfer codings: such an answer's Transfer-Encoding is ignored, as
 	// net/http does (it is hop-by-hop, so it is not passed on either).
 	if te := fields.get(h, hasTransferEncoding, "Transfer-Encoding"); te != nil && resp.ProtoMinor == 1 {
 		if len(te) != 1 || !asciiEqualFold(textproto.TrimString(te[0]), "chunked") {
-			return fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
+			return 0, fmt.Errorf("unsupported Transfer-Encoding %q from the upstream", te)
 		}
 		resp.TransferEncoding = []string{"chunked"}
 		resp.ContentLength = -1
@@ -591,7 +594,7 @@ func framing(resp *http.Response, fields framingFields) error {
 	}
 	conn := fields.get(h, hasConnection, "Connection")
 	resp.Close = hasToken(conn, "close") || resp.ProtoMinor == 0 && !hasToken(conn, "keep-alive")
-	return nil
+	return fields, nil
 }
 
 // h1Body streams an answer's body from its connection and gives the connection back to the
@@ -605,6 +608,7 @@ type h1Body struct {
 	answer http.Response
 	values [headValues]string
 	fields framingFields
+	lines  string // the head's header lines as they came (readResponseHead)
 	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
 	// the context cannot be cancelled.
 	stop func() bool

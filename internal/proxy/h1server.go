@@ -609,6 +609,13 @@ const (
 	hasHostRepeated
 	// hasGrpcStatus: an answer's gRPC status in its head, which retries and metrics read.
 	hasGrpcStatus
+	// hasDate: a Date field, which an answer passed on as it came keeps.
+	hasDate
+	// hasBareLF: a line ended by LF alone (which a recipient may accept), not CRLF: such
+	// lines are not passed on as they came.
+	hasBareLF
+	// hasLengthRepeated: Content-Length on several lines (alike), passed on once.
+	hasLengthRepeated
 )
 
 // framingField is the framingFields bit of a canonical field name, 0 for any other name.
@@ -632,6 +639,8 @@ func framingField(k string) framingFields {
 		return hasOtherHop
 	case "Grpc-Status":
 		return hasGrpcStatus
+	case "Date":
+		return hasDate
 	}
 	return 0
 }
@@ -673,7 +682,11 @@ func parseHeaderLines(rest string, values []string, reuse http.Header, host *str
 	named := 0
 	for rest != "" {
 		var hl string
-		hl, rest = cutLine(rest)
+		var crlf bool
+		hl, rest, crlf = cutLineCRLF(rest)
+		if !crlf {
+			fields |= hasBareLF
+		}
 		if hl == "" {
 			break
 		}
@@ -831,6 +844,19 @@ func cutByte(s string, sep byte) (before, after string, found bool) {
 		return s[:i], s[i+1:], true
 	}
 	return s, "", false
+}
+
+// cutLineCRLF is cutLine that also tells whether the line ended with CRLF.
+func cutLineCRLF(s string) (line, rest string, crlf bool) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, "", false
+	}
+	line, rest = s[:i], s[i+1:]
+	if strings.HasSuffix(line, "\r") {
+		return line[:len(line)-1], rest, true
+	}
+	return line, rest, false
 }
 
 func cutLine(s string) (line, rest string) {
@@ -1294,6 +1320,13 @@ type h1Response struct {
 	// noGrpcStatus: the header, an upstream's answer's whole, was passed on with a body of
 	// known length (no trailers) and had no Grpc-Status: the metrics need not look for one.
 	noGrpcStatus bool
+	// asCame, when set, are the header lines of the upstream's answer as they came (each
+	// ended by CRLF, through the empty line), which the header holds as asCameFields
+	// distinct names: writeHead copies them instead of writing the header anew, while the
+	// header still has that many fields. asCameDate: they hold a Date.
+	asCame       string
+	asCameFields int
+	asCameDate   bool
 	written      int64
 	keepAlive    bool
 	// answerBody is the upstream answer's body behind the header values this answer may
@@ -1459,6 +1492,17 @@ func (w *h1Response) writeHead() {
 	b = append(b, ' ')
 	b = append(b, http.StatusText(w.status)...)
 	b = append(b, "\r\n"...)
+	if w.asCame != "" && !w.chunked && len(w.header) == w.asCameFields {
+		// The upstream's lines, less the empty one that ends them: nothing was added to or
+		// taken from its header (forwardPlain), and they were checked as they came.
+		b = append(b, w.asCame[:len(w.asCame)-2]...)
+		if !w.asCameDate {
+			b = appendHeaderLine(b, "Date", httpDate())
+		}
+		b = w.appendConnection(b)
+		bw.Write(b)
+		return
+	}
 	hasDate := false
 	for k, vs := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) || k == "Transfer-Encoding" || k == "Connection" {
@@ -1478,12 +1522,18 @@ func (w *h1Response) writeHead() {
 	if w.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
+	b = w.appendConnection(b)
+	bw.Write(b)
+}
+
+// appendConnection ends a head: Connection: close when the connection ends after this answer,
+// then the empty line.
+func (w *h1Response) appendConnection(b []byte) []byte {
 	if !w.keepAlive || w.sc.s.isDraining() {
 		w.keepAlive = false
 		b = append(b, "Connection: close\r\n"...)
 	}
-	b = append(b, "\r\n"...)
-	bw.Write(b)
+	return append(b, "\r\n"...)
 }
 
 func (s *h1Server) isDraining() bool { return s.draining.Load() }

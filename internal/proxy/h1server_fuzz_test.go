@@ -682,3 +682,59 @@ func randomString(rng *rand.Rand, alphabet string, max int) string {
 	}
 	return string(b)
 }
+
+// TestH1AnswerPassesOnAsItCame: an answer with nothing to drop or change goes to the caller
+// with its header lines as the upstream wrote them (names' case and spacing kept), a Date
+// added only when it had none, and one Content-Length; one with a line ended by LF alone,
+// or a Content-Length repeated, is written anew with CRLF line ends. Through the metrics'
+// recorder, as a metered sidecar serves it.
+func TestH1AnswerPassesOnAsItCame(t *testing.T) {
+	for name, tc := range map[string]struct{ answer, want, notWant string }{
+		"as it came": {"HTTP/1.1 200 OK\r\ncontent-type: text/x\r\nX-Spaced:   two  \r\nContent-Length: 2\r\n\r\nok",
+			"\r\ncontent-type: text/x\r\nX-Spaced:   two  \r\nContent-Length: 2\r\n", ""},
+		"own date": {"HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+			"\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n", ""},
+		"bare LF": {"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok", "\r\nX-A: 1\r\n", "\n\n"},
+		"length repeated": {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+			"\r\nContent-Length: 2\r\n", "Content-Length: 2\r\nContent-Length"},
+	} {
+		upstream := rawUpstream(t, tc.answer)
+		f := newForwarder(slog.New(slog.DiscardHandler))
+		addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.forward(&statusRecorder{ResponseWriter: w}, r, &target{addr: upstream, protocol: snapshot.HTTP})
+		}))
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: reading the answer: %v", name, err)
+			}
+			head.WriteString(line)
+			if line == "\r\n" || line == "\n" {
+				break
+			}
+		}
+		body := make([]byte, 2)
+		_, err = io.ReadFull(br, body)
+		c.Close()
+		got := head.String()
+		switch {
+		case err != nil || string(body) != "ok":
+			t.Errorf("%s: body %q (%v); want \"ok\"", name, body, err)
+		case !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.Contains(got, tc.want):
+			t.Errorf("%s: head %q; want it to hold %q", name, got, tc.want)
+		case tc.notWant != "" && strings.Contains(got, tc.notWant):
+			t.Errorf("%s: head %q holds %q", name, got, tc.notWant)
+		case strings.Count(got, "Date: ") != 1 || strings.Count(strings.ToLower(got), "content-length: ") != 1:
+			t.Errorf("%s: head %q; want one Date and one Content-Length", name, got)
+		case strings.Count(got, "\n") != strings.Count(got, "\r\n"):
+			t.Errorf("%s: head %q has a line not ended by CRLF", name, got)
+		}
+	}
+}

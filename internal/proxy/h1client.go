@@ -57,7 +57,8 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	idleFrom time.Time
 	reused   bool
-	head     []byte // the raw head of the answer being read
+	head     []byte   // the raw head of the answer being read
+	scan     headScan // its scan, when it arrived whole (readHead)
 }
 
 var (
@@ -431,7 +432,7 @@ func headerValue(v string) string {
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
 		w := load64(v, i)
-		if zeroBytes(w^0x0d0d0d0d0d0d0d0d)|zeroBytes(w^0x0a0a0a0a0a0a0a0a) != 0 {
+		if anyZeroByte(w^0x0d0d0d0d0d0d0d0d) || anyZeroByte(w^0x0a0a0a0a0a0a0a0a) {
 			return headerNewlines.Replace(v)
 		}
 	}
@@ -484,7 +485,8 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
-		pc.head, err = readHead(pc.br, pc.head[:0], false)
+		var scanned bool
+		pc.head, scanned, err = readHead(pc.br, pc.head[:0], false, &pc.scan)
 		if err != nil {
 			var held *heldWriteError
 			if len(pc.head) == 0 && (err == io.EOF || isReset(err) || errors.As(err, &held)) {
@@ -493,15 +495,20 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 			return nil, 0, "", fmt.Errorf("reading the upstream's answer: %w", err)
 		}
 		head := string(pc.head) // the one allocation behind every string of the head
-		if !validHead(head) {
+		if scanned && !pc.scan.valid || !scanned && !validHead(head) {
 			return nil, 0, "", errors.New("control character in the upstream's answer head")
 		}
-		line, rest := cutLine(head)
+		lines := lineCutter{s: head}
+		if scanned {
+			lines.lfs = pc.scan.lfs[:pc.scan.n]
+		}
+		line, _ := lines.cut()
+		rest := lines.s
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
 			return nil, 0, "", fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		header, fields, _, ok := parseHeaderLines(rest, values, takeHeaderMap(), nil)
+		header, fields, _, ok := parseHeaderLines(&lines, values, takeHeaderMap(), nil)
 		if !ok {
 			return nil, 0, "", errors.New("malformed header line from the upstream")
 		}

@@ -215,6 +215,9 @@ type h1ServerConn struct {
 	remoteAddr string
 	ctx        context.Context // carries a CONNECT tunnel's target; Background otherwise
 	head       []byte          // the raw head of the request being read
+	// scan is the head's scan when scanned: it arrived whole and was scanned in the buffer.
+	scan    headScan
+	scanned bool
 	pending    []byte          // a response body of unknown length, held until it grows
 	// cancel ends ctx, the requests' context, when the client is found gone while a handler
 	// runs (watch), so that a request waiting on a hung upstream lets go of it.
@@ -379,16 +382,22 @@ func (s *h1Server) serveConn(c net.Conn) {
 		// cannot hold a connection by sending it slowly. Most heads come in one piece, which
 		// spares a timer per request.
 		buffered, _ := sc.br.Peek(sc.br.Buffered())
-		trimmed := bytes.TrimLeft(buffered, "\r\n") // empty lines before a head do not make it whole
-		end := headEnd(trimmed)
+		var end int
+		sc.scanned = buffered[0] != '\r' && buffered[0] != '\n'
+		if sc.scanned {
+			scanHead(buffered, &sc.scan)
+			end = sc.scan.end
+		} else {
+			end = headEnd(bytes.TrimLeft(buffered, "\r\n")) // empty lines before a head do not make it whole
+		}
 		slow := end < 0
 		if slow && !first {
 			_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
 		}
 		var err error
-		if len(trimmed) == len(buffered) && end > 0 && end <= maxHeadBytes {
-			// Whole and first in the buffer: taken as readHead would, without its looking
-			// for the end again.
+		if sc.scanned = sc.scanned && end > 0 && end <= maxHeadBytes; sc.scanned {
+			// Whole and first in the buffer, and scanned: taken as readHead would, without
+			// its looking for the end again.
 			sc.head = append(sc.head[:0], buffered[:end]...)
 			_, _ = sc.br.Discard(end)
 		} else {
@@ -439,24 +448,32 @@ var errHeadTooLarge = errors.New("request head too large")
 
 // readHead reads one request head, up to and including its empty line, into sc.head.
 func (sc *h1ServerConn) readHead() (err error) {
-	sc.head, err = readHead(sc.br, sc.head[:0], true)
+	sc.head, _, err = readHead(sc.br, sc.head[:0], true, nil)
 	return err
 }
 
 // readHead appends one message head (start line, header lines, empty line) from br to buf.
 // An empty line before the start line is skipped when skipEmpty is set (RFC 9112 section 2.2).
-func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
-	// Most heads arrive whole, behind no empty line: taken in one piece, not line by line.
+func readHead(br *bufio.Reader, buf []byte, skipEmpty bool, scan *headScan) (_ []byte, scanned bool, _ error) {
+	// Most heads arrive whole, behind no empty line: taken in one piece, not line by line,
+	// and scanned into scan when given (scanned).
 	if br.Buffered() == 0 {
 		if _, err := br.Peek(1); err != nil {
-			return buf, err // as ReadSlice would have
+			return buf, false, err // as ReadSlice would have
 		}
 	}
 	if buffered, _ := br.Peek(br.Buffered()); buffered[0] != '\r' && buffered[0] != '\n' {
-		if n := headEnd(buffered); n > 0 && n <= maxHeadBytes {
+		var n int
+		if scan != nil {
+			scanHead(buffered, scan)
+			n = scan.end
+		} else {
+			n = headEnd(buffered)
+		}
+		if n > 0 && n <= maxHeadBytes {
 			buf = append(buf, buffered[:n]...)
 			_, _ = br.Discard(n)
-			return buf, nil
+			return buf, scan != nil, nil
 		}
 	}
 	start := len(buf)
@@ -465,25 +482,25 @@ func readHead(br *bufio.Reader, buf []byte, skipEmpty bool) ([]byte, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if skipped+len(buf)+len(line)-start > maxHeadBytes {
-			return buf, errHeadTooLarge
+			return buf, false, errHeadTooLarge
 		}
 		buf = append(buf, line...)
 		if err == bufio.ErrBufferFull {
 			continue
 		}
 		if err != nil {
-			return buf, err
+			return buf, false, err
 		}
 		if n := len(buf) - lineStart; n == 1 || n == 2 && buf[lineStart] == '\r' { // an empty line
 			if lineStart == start {
 				if !skipEmpty {
-					return buf, errors.New("empty line where a status line was expected")
+					return buf, false, errors.New("empty line where a status line was expected")
 				}
 				skipped += len(buf) - start
 				buf = buf[:start]
 				continue
 			}
-			return buf, nil
+			return buf, false, nil
 		}
 		lineStart = len(buf)
 	}
@@ -532,10 +549,14 @@ const headValues = 10
 // hand to net/http, or the HTTP status to refuse it with.
 func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	head := string(sc.head) // the one allocation behind every string of the request
-	if !validHead(head) {
+	if sc.scanned && !sc.scan.valid || !sc.scanned && !validHead(head) {
 		return nil, http.StatusBadRequest, "control character in the request head"
 	}
-	line, rest := cutLine(head)
+	lines := lineCutter{s: head}
+	if sc.scanned {
+		lines.lfs = sc.scan.lfs[:sc.scan.n]
+	}
+	line, _ := lines.cut()
 	method, line, ok1 := cutByte(line, ' ')
 	target, proto, ok2 := cutByte(line, ' ')
 	if !ok1 || !ok2 || !isToken(method) || target == "" {
@@ -550,7 +571,7 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, 1, 1
 	r.RemoteAddr = sc.remoteAddr
 	var host string
-	h, fields, folded, ok := parseHeaderLines(rest, rq.values[:0], takeHeaderMap(), &host)
+	h, fields, folded, ok := parseHeaderLines(&lines, rq.values[:0], takeHeaderMap(), &host)
 	rq.header = h
 	switch {
 	case folded:
@@ -665,12 +686,12 @@ func (f framingFields) get(h http.Header, bit framingFields, key string) []strin
 // which it does not parse; fields, which of the framing fields the head has. With host set,
 // a request's Host goes there instead of into the map (its first line; a second one sets
 // hasHostRepeated): the caller would only take it out again.
-func parseHeaderLines(rest string, values []string, reuse http.Header, host *string) (h http.Header, fields framingFields, folded, ok bool) {
+func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, host *string) (h http.Header, fields framingFields, folded, ok bool) {
 	h = reuse
 	if h == nil {
 		// Sized for the usual head; a head of many tiny lines grows them instead of
 		// reserving a map entry per line up front. (A pooled map and values simply grow.)
-		lines := min(max(strings.Count(rest, "\n")-1, 0), 64)
+		lines := min(max(strings.Count(lines.s, "\n")-1, 0), 64)
 		if cap(values) < lines {
 			values = make([]string, 0, lines)
 		}
@@ -680,10 +701,8 @@ func parseHeaderLines(rest string, values []string, reuse http.Header, host *str
 	// in length) costs less than a map lookup per line. Past its room, the map is asked.
 	var names [headValues]string
 	named := 0
-	for rest != "" {
-		var hl string
-		var crlf bool
-		hl, rest, crlf = cutLineCRLF(rest)
+	for lines.s != "" {
+		hl, crlf := lines.cut()
 		if !crlf {
 			fields |= hasBareLF
 		}
@@ -753,11 +772,11 @@ func validHead(head string) bool {
 	i := 0
 	for ; i+8 <= len(head); i += 8 {
 		w := load64(head, i)
-		ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // bytes below 0x20
-		del := zeroBytes(w ^ 0x7f7f7f7f7f7f7f7f)
-		if ctl|del == 0 {
+		if !anyByteBelow(w, 0x20) && !anyZeroByte(w^0x7f7f7f7f7f7f7f7f) {
 			continue
 		}
+		ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // bytes below 0x20
+		del := zeroBytes(w ^ 0x7f7f7f7f7f7f7f7f)
 		if del != 0 {
 			return false
 		}
@@ -846,30 +865,6 @@ func cutByte(s string, sep byte) (before, after string, found bool) {
 	return s, "", false
 }
 
-// cutLineCRLF is cutLine that also tells whether the line ended with CRLF.
-func cutLineCRLF(s string) (line, rest string, crlf bool) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, "", false
-	}
-	line, rest = s[:i], s[i+1:]
-	if strings.HasSuffix(line, "\r") {
-		return line[:len(line)-1], rest, true
-	}
-	return line, rest, false
-}
-
-func cutLine(s string) (line, rest string) {
-	i := strings.IndexByte(s, '\n')
-	if i < 0 {
-		return s, ""
-	}
-	line, rest = s[:i], s[i+1:]
-	if strings.HasSuffix(line, "\r") {
-		line = line[:len(line)-1]
-	}
-	return line, rest
-}
 
 // isToken reports whether k is an HTTP token (RFC 9110 section 5.6.2): what a method and a
 // header name must be.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"context"
 	"fmt"
 	"io"
@@ -49,7 +50,12 @@ func FuzzH1Request(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		br := bufio.NewReader(bytes.NewReader(raw))
-		head, err := readHead(br, nil, true)
+		sc := &h1ServerConn{remoteAddr: "192.0.2.1:1234", base: new(http.Request)}
+		scan := &sc.scan
+		if len(raw)%2 == 1 {
+			scan = nil // half the inputs parsed from the lines' search, not a scan
+		}
+		head, scanned, err := readHead(br, nil, true, scan)
 		if err != nil {
 			return
 		}
@@ -58,7 +64,7 @@ func FuzzH1Request(f *testing.F) {
 		defer client.Close()
 		defer server.Close()
 		go io.Copy(io.Discard, client)
-		sc := &h1ServerConn{conn: server, br: br, head: head, remoteAddr: "192.0.2.1:1234", base: new(http.Request)}
+		sc.conn, sc.br, sc.head, sc.scanned = server, br, head, scanned
 		rq, status, _ := sc.parse()
 		if status != 0 {
 			return // refused, or handed to net/http
@@ -562,15 +568,17 @@ func TestReadHeadWholeAndLineByLineAgree(t *testing.T) {
 		"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
 	} {
-		whole := bufio.NewReader(strings.NewReader(in))
-		_, _ = whole.Peek(len(in)) // all buffered: the one-piece path
-		gotHead, gotErr := readHead(whole, nil, true)
-		gotRest, _ := io.ReadAll(whole)
 		byByte := bufio.NewReader(iotest.OneByteReader(strings.NewReader(in)))
-		wantHead, wantErr := readHead(byByte, nil, true)
+		wantHead, _, wantErr := readHead(byByte, nil, true, nil)
 		wantRest, _ := io.ReadAll(byByte)
-		if string(gotHead) != string(wantHead) || (gotErr == nil) != (wantErr == nil) || string(gotRest) != string(wantRest) {
-			t.Errorf("%q: whole read %q (%v), rest %q; line by line %q (%v), rest %q", in, gotHead, gotErr, gotRest, wantHead, wantErr, wantRest)
+		for _, scan := range []*headScan{nil, new(headScan)} { // found by headEnd, and by a scan
+			whole := bufio.NewReader(strings.NewReader(in))
+			_, _ = whole.Peek(len(in)) // all buffered: the one-piece path
+			gotHead, _, gotErr := readHead(whole, nil, true, scan)
+			gotRest, _ := io.ReadAll(whole)
+			if string(gotHead) != string(wantHead) || (gotErr == nil) != (wantErr == nil) || string(gotRest) != string(wantRest) {
+				t.Errorf("%q: whole read %q (%v), rest %q; line by line %q (%v), rest %q", in, gotHead, gotErr, gotRest, wantHead, wantErr, wantRest)
+			}
 		}
 	}
 	for in, want := range map[string]int{"a\r\n\r\n": 5, "a\n\n": 3, "a\n\r\nb\n\n": 4, "a\nb\n\nc\n\r\n": 5, "a\r\nb": -1, "": -1} {
@@ -735,6 +743,85 @@ func TestH1AnswerPassesOnAsItCame(t *testing.T) {
 			t.Errorf("%s: head %q; want one Date and one Content-Length", name, got)
 		case strings.Count(got, "\n") != strings.Count(got, "\r\n"):
 			t.Errorf("%s: head %q has a line not ended by CRLF", name, got)
+		}
+	}
+}
+
+// TestScanHeadAsItsParts: one scan finds the end headEnd finds, the validity validHead gives
+// the head, and the LFs a search finds, over random heads of text, line ends and refused
+// bytes at every position of a word, and over heads with more lines than a scan records.
+func TestScanHeadAsItsParts(t *testing.T) {
+	pieces := []string{"a", "a", "a", "a", "a", "a", ": ", "\r\n", "\r\n", "\r\n", "\n", "\t", "\x80",
+		"\r", "\x00", "\x7f", "\r\n\r\n", "\n\n"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	ended, valid := 0, 0
+	for n := range 200000 {
+		var b []byte
+		for range rng.IntN(40) {
+			p := pieces[rng.IntN(len(pieces))]
+			if len(p) == 1 && p[0] < 0x20 && p[0] != '\t' && p[0] != '\n' && rng.IntN(4) > 0 {
+				p = "a"
+			}
+			b = append(b, p...)
+		}
+		if n%100 == 0 { // many lines: past what a scan records
+			b = append(b, strings.Repeat("x: y\r\n", maxScanLines+rng.IntN(4))...)
+			b = append(b, "\r\n"...)
+		}
+		if len(b) == 0 || b[0] == '\r' || b[0] == '\n' {
+			continue // a scan starts at a head's first line
+		}
+		var s headScan
+		scanHead(b, &s)
+		if want := headEnd(b); s.end != want {
+			t.Fatalf("scanHead(%q) end %d; headEnd %d", b, s.end, want)
+		}
+		if s.end < 0 {
+			continue
+		}
+		ended++
+		if want := validHead(string(b[:s.end])); s.valid != want {
+			t.Fatalf("scanHead(%q) valid %v; validHead of the head %v", b, s.valid, want)
+		}
+		if s.valid {
+			valid++
+		}
+		var lfs []uint32
+		for i, c := range b[:s.end] {
+			if c == '\n' && len(lfs) < maxScanLines {
+				lfs = append(lfs, uint32(i))
+			}
+		}
+		if !reflect.DeepEqual(s.lfs[:s.n], lfs) && !(s.n == 0 && len(lfs) == 0) {
+			t.Fatalf("scanHead(%q) LFs %v; want %v", b, s.lfs[:s.n], lfs)
+		}
+	}
+	if ended < 10000 || valid < 5000 {
+		t.Fatalf("%d heads ended, %d of them valid: the test checks too few", ended, valid)
+	}
+}
+
+// TestWordMasksAreExact: anyByteBelow tells exactly whether a word has a byte below n, and
+// zeroBytes marks exactly its zero bytes, for words of bytes around the bounds.
+func TestWordMasksAreExact(t *testing.T) {
+	const around = "\x00\x01\x09\x0a\x0d\x1f\x20\x21\x7e\x7f\x80\x81\xfe\xffa"
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 200000 {
+		var b [8]byte
+		for i := range b {
+			b[i] = around[rng.IntN(len(around))]
+		}
+		w := binary.LittleEndian.Uint64(b[:])
+		var zeros uint64
+		below1, below20 := false, false
+		for i, c := range b {
+			if c == 0 {
+				zeros |= 0x80 << (8 * i)
+			}
+			below1, below20 = below1 || c < 1, below20 || c < 0x20
+		}
+		if anyByteBelow(w, 1) != below1 || anyByteBelow(w, 0x20) != below20 || anyZeroByte(w) != below1 || zeroBytes(w) != zeros {
+			t.Fatalf("%q: anyByteBelow 1 %v, 0x20 %v, zeroBytes %#x; want %v, %v, %#x", b, anyByteBelow(w, 1), anyByteBelow(w, 0x20), zeroBytes(w), below1, below20, zeros)
 		}
 	}
 }

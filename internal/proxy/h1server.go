@@ -218,7 +218,7 @@ type h1ServerConn struct {
 	// scan is the head's scan when scanned: it arrived whole and was scanned in the buffer.
 	scan    headScan
 	scanned bool
-	pending    []byte          // a response body of unknown length, held until it grows
+	pending []byte // a response body of unknown length, held until it grows
 	// cancel ends ctx, the requests' context, when the client is found gone while a handler
 	// runs (watch), so that a request waiting on a hung upstream lets go of it.
 	cancel context.CancelFunc
@@ -864,7 +864,6 @@ func cutByte(s string, sep byte) (before, after string, found bool) {
 	}
 	return s, "", false
 }
-
 
 // isToken reports whether k is an HTTP token (RFC 9110 section 5.6.2): what a method and a
 // header name must be.

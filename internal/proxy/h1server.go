@@ -712,11 +712,11 @@ func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, hos
 		if hl[0] == ' ' || hl[0] == '\t' {
 			return nil, 0, true, false
 		}
-		k, v, found := cutByte(hl, ':')
-		token, canonical := checkName(k)
-		if !found || !token {
+		n, canonical := nameLen(hl)
+		if n == 0 || n == len(hl) || hl[n] != ':' { // a name of token bytes, then the colon
 			return nil, 0, false, false
 		}
+		k, v := hl[:n], hl[n+1:]
 		if !canonical {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
@@ -869,30 +869,28 @@ func cutByte(s string, sep byte) (before, after string, found bool) {
 // header name must be.
 func isToken(k string) bool { return k != "" && tokenBytes.all(k) }
 
-// checkName reports whether a field name is a token, and whether it is in canonical form
-// already ("Content-Type": each word's first letter upper case, the rest lower), the common
-// case, which then needs no copy. One pass over its bytes, for every field of every head.
-func checkName(k string) (token, canonical bool) {
-	if k == "" {
-		return false, false
-	}
-	// Without a branch per byte: the classes of all bytes are and-ed (token) and their wrong
-	// cases or-ed, each byte saying which case is wrong for the next (nameBytes).
-	all, bad := uint8(nameToken), uint8(0)
+// nameLen is the length of the field name that starts line: its token bytes, up to the
+// first byte no token has (the colon, in a well-formed line). canonical reports whether they
+// are in canonical form already ("Content-Type": each word's first letter upper case, the
+// rest lower), the common case, which then needs no copy. One pass over the name, for every
+// field of every head, which also finds the colon.
+func nameLen(line string) (n int, canonical bool) {
+	// The wrong cases are or-ed, each byte saying which case is wrong for the next
+	// (nameBytes), so the case check costs no branch.
+	bad := uint8(0)
 	wrongCase := uint8(nameLower) // a lower-case letter starts a word wrongly
-	for i := 0; i < len(k); i++ {
-		f := nameBytes[k[i]]
-		all &= f
+	for ; n < len(line); n++ {
+		f := nameBytes[line[n]]
+		if f&nameToken == 0 {
+			break
+		}
 		bad |= f & wrongCase
 		wrongCase = f >> nextShift
 	}
-	if all&nameToken == 0 {
-		return false, false
-	}
-	return true, bad == 0
+	return n, bad == 0
 }
 
-// nameBytes classes each byte of a field name for checkName: a token byte or not, a lower or
+// nameBytes classes each byte of a field name for nameLen: a token byte or not, a lower or
 // upper case letter, and (from bit nextShift) the case that is wrong for the byte after it:
 // lower after a '-', which starts a word, else upper.
 var nameBytes = func() (t [256]uint8) {

@@ -640,9 +640,19 @@ func TestValidHeadWordsAsBytesRandom(t *testing.T) {
 	}
 }
 
-// TestCheckNameAsTextproto: checkName's token is isToken's, and its canonical is whether
-// net/textproto's canonical form of the name is the name, over names of random bytes that
-// matter (letters of both cases, '-', digits, other token and non-token bytes).
+// checkName reports whether k is a token and, if so, whether it is canonical, by nameLen.
+func checkName(k string) (token, canonical bool) {
+	n, canonical := nameLen(k)
+	if k == "" || n < len(k) {
+		return false, false
+	}
+	return true, canonical
+}
+
+// TestCheckNameAsTextproto: a name nameLen reads whole is a token as isToken says, and its
+// canonical is whether net/textproto's canonical form of the name is the name, over names of
+// random bytes that matter (letters of both cases, '-', digits, other token and non-token
+// bytes).
 func TestCheckNameAsTextproto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 100000 {

@@ -103,18 +103,19 @@ func (s *headScan) lineEnd(b []byte, p int, lastLF *int, bad int) bool {
 // lineCutter cuts a head into lines: at the LFs a scan found while they last, then by
 // searching.
 type lineCutter struct {
-	s   string   // what is left of the head
-	off int      // where s starts in the head
-	lfs []uint32 // the LFs found in the head (offsets), from s on
+	s    string   // what is left of the head
+	off  int      // where s starts in the head
+	lfs  []uint32 // the LFs found in the head (offsets)
+	next int      // the first of lfs in s
 }
 
 // cut cuts the next line off, without its line end; crlf reports a CRLF end (not LF alone,
 // nor none, at the end of what is left).
 func (c *lineCutter) cut() (line string, crlf bool) {
 	var i int
-	if len(c.lfs) > 0 {
-		i = int(c.lfs[0]) - c.off
-		c.lfs = c.lfs[1:]
+	if c.next < len(c.lfs) {
+		i = int(c.lfs[c.next]) - c.off
+		c.next++
 	} else if i = strings.IndexByte(c.s, '\n'); i < 0 {
 		line, c.s = c.s, ""
 		c.off += len(line)

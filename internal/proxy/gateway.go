@@ -139,7 +139,7 @@ func (p *Proxy) gatewayServerHandler(name string, port int) http.Handler {
 		entry := p.entryPolicy(snap, name).Apply(snap.Mesh.LaneNames(), r)
 		o := &outcome{direction: dirGateway, asked: entry.Lane, entryRule: entry.Rule}
 		if p.metrics != nil || p.AccessLog {
-			rec := &statusRecorder{ResponseWriter: w}
+			rec := newStatusRecorder(w)
 			defer p.record(r, rec, snap, o, time.Now())
 			w = rec
 		}

@@ -1324,6 +1324,9 @@ type h1Response struct {
 	// answerBody is the upstream answer's body behind the header values this answer may
 	// share (forwardPlain), pooled with the request.
 	answerBody *h1Body
+	// recorder is the metrics' wrapper of this answer (newStatusRecorder), pooled with it:
+	// the request's handler is done with it before the request is pooled.
+	recorder statusRecorder
 }
 
 const maxPending = 4 << 10

@@ -152,6 +152,16 @@ type statusRecorder struct {
 	status int
 }
 
+// newStatusRecorder wraps w. The proxy's own writer carries one for its request (pooled with
+// it), which spares an allocation per metered request; any other writer gets a new one.
+func newStatusRecorder(w http.ResponseWriter) *statusRecorder {
+	if hw, ok := w.(*h1Response); ok {
+		hw.recorder = statusRecorder{ResponseWriter: w}
+		return &hw.recorder
+	}
+	return &statusRecorder{ResponseWriter: w}
+}
+
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code

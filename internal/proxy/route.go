@@ -41,7 +41,7 @@ func (p *Proxy) routeOutbound(w http.ResponseWriter, r *http.Request, host strin
 // metrics or access logs are on.
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request, snap *snapshot.Snapshot, host string, o *outcome) {
 	if p.metrics != nil || p.AccessLog {
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := newStatusRecorder(w)
 		defer p.record(r, rec, snap, o, time.Now())
 		w = rec
 	}

@@ -437,7 +437,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		return
 	}
 	defer resp.Body.Close()
-	fields := ^framingFields(0) // unknown: any field may have to go
+	fields := ^headFields(0) // unknown: any field may have to go
 	if b, ok := resp.Body.(*h1Body); ok {
 		// The answer's header values live in b, and the caller's wrappers read them after
 		// this returns (the metrics' status): b is pooled once the whole request is done.

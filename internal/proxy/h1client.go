@@ -480,8 +480,8 @@ func asciiEqualFold(a, b string) bool {
 
 // readResponseHead reads a status line and headers, skipping 1xx informational answers, into
 // resp, whose header values go into values while it has room (see parseHeaderLines); fields
-// are the framing fields the head had, lines its header lines as they came.
-func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (_ *http.Response, _ framingFields, lines string, _ error) {
+// are what its parse noted (headFields), lines its header lines as they came.
+func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (_ *http.Response, _ headFields, lines string, _ error) {
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
@@ -565,9 +565,9 @@ func parseStatusLine(line string) (proto string, status int, ok bool) {
 }
 
 // framing sets how the response body is delimited, and whether the connection may be reused;
-// fields says which framing fields the head has (see parseHeaderLines), and comes back with
+// fields is what the parse noted of the head (see parseHeaderLines), and comes back with
 // hasLengthRepeated noted.
-func framing(resp *http.Response, fields framingFields) (framingFields, error) {
+func framing(resp *http.Response, fields headFields) (headFields, error) {
 	h := resp.Header
 	resp.ContentLength = -1
 	// Content-Length is checked even beside Transfer-Encoding, as net/http does.
@@ -611,10 +611,10 @@ type h1Body struct {
 	pc     *h1Conn
 	resp   *http.Response
 	// answer and values are resp and its header values, allocated with the body; fields,
-	// the framing fields its head had.
+	// what the parse noted of its head.
 	answer http.Response
 	values [headValues]string
-	fields framingFields
+	fields headFields
 	lines  string // the head's header lines as they came (readResponseHead)
 	// stop ends the request context's hold on the connection (context.AfterFunc); nil when
 	// the context cannot be cancelled.

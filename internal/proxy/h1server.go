@@ -609,13 +609,14 @@ func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	return rq, 0, ""
 }
 
-// framingFields records which of the fields that frame a message or steer its connection a
-// head carries, noted as its lines are parsed: most heads carry one or two of them, and the
-// checks after the parse skip a map lookup for each of the others.
-type framingFields uint16
+// headFields records what a head's parse noted of it: which of the fields that frame a
+// message, steer its connection or are read after the parse it carries (most heads carry one
+// or two of them, and the checks after the parse skip a map lookup for each of the others),
+// and how its lines came (whether an answer can be passed on as it came).
+type headFields uint16
 
 const (
-	hasHost framingFields = 1 << iota
+	hasHost headFields = 1 << iota
 	hasConnection
 	hasContentLength
 	hasTransferEncoding
@@ -639,8 +640,8 @@ const (
 	hasLengthRepeated
 )
 
-// framingField is the framingFields bit of a canonical field name, 0 for any other name.
-func framingField(k string) framingFields {
+// headField is the headFields bit of a canonical field name, 0 for any other name.
+func headField(k string) headFields {
 	switch k {
 	case "Host":
 		return hasHost
@@ -668,12 +669,12 @@ func framingField(k string) framingFields {
 
 // mustDrop reports whether passing on a message with these fields has any field to drop
 // (passedOn): a hop-by-hop field or the proxy's own.
-func (f framingFields) mustDrop() bool {
+func (f headFields) mustDrop() bool {
 	return f&(hasConnection|hasTransferEncoding|hasTrailer|hasUpgrade|hasOtherHop) != 0
 }
 
 // get is h[key] when the head had the field bit names, nil without a lookup when it had not.
-func (f framingFields) get(h http.Header, bit framingFields, key string) []string {
+func (f headFields) get(h http.Header, bit headFields, key string) []string {
 	if f&bit == 0 {
 		return nil
 	}
@@ -683,10 +684,10 @@ func (f framingFields) get(h http.Header, bit framingFields, key string) []strin
 // parseHeaderLines parses the header lines of a head (after its start line) into a new
 // Header (or into reuse, an empty map, when given) whose values share one backing array:
 // values's, when it has room for them all. folded reports an obsolete continuation line,
-// which it does not parse; fields, which of the framing fields the head has. With host set,
+// which it does not parse; fields, what it noted of the head. With host set,
 // a request's Host goes there instead of into the map (its first line; a second one sets
 // hasHostRepeated): the caller would only take it out again.
-func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, host *string) (h http.Header, fields framingFields, folded, ok bool) {
+func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, host *string) (h http.Header, fields headFields, folded, ok bool) {
 	h = reuse
 	if h == nil {
 		// Sized for the usual head; a head of many tiny lines grows them instead of
@@ -720,7 +721,7 @@ func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, hos
 		if !canonical {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
-		bit := framingField(k)
+		bit := headField(k)
 		v = trimValue(v)
 		if bit == hasHost && host != nil {
 			if fields&hasHost != 0 {

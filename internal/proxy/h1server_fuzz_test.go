@@ -360,13 +360,13 @@ func TestFramingFieldsNoteEveryDroppedField(t *testing.T) {
 		if passedOn(http.Header{}, k, false) {
 			t.Errorf("passedOn(%q) = true; the test's list is out of date", k)
 		}
-		if !framingField(k).mustDrop() {
-			t.Errorf("framingField(%q) does not make mustDrop true", k)
+		if !headField(k).mustDrop() {
+			t.Errorf("headField(%q) does not make mustDrop true", k)
 		}
 	}
 	for _, k := range []string{"Content-Length", "Host", "Expect", "X-Kept", "Content-Type"} {
-		if framingField(k).mustDrop() {
-			t.Errorf("framingField(%q) makes mustDrop true; nothing drops it", k)
+		if headField(k).mustDrop() {
+			t.Errorf("headField(%q) makes mustDrop true; nothing drops it", k)
 		}
 	}
 }

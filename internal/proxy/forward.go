@@ -438,11 +438,13 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	}
 	defer resp.Body.Close()
 	fields := ^headFields(0) // unknown: any field may have to go
-	if b, ok := resp.Body.(*h1Body); ok {
+	b, _ := resp.Body.(*h1Body) // the own client's answer (not a bodiless one)
+	own := h1ResponseOf(w)
+	if b != nil {
 		// The answer's header values live in b, and the caller's wrappers read them after
 		// this returns (the metrics' status): b is pooled once the whole request is done.
-		if hw := h1ResponseOf(w); hw != nil {
-			hw.answerBody = b
+		if own != nil {
+			own.answerBody = b
 		}
 		fields = b.fields
 	}
@@ -468,7 +470,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 			// trailers, so the head says whether a gRPC status comes.
 			hw.lengthKnown, hw.contentLength = true, resp.ContentLength
 			hw.noGrpcStatus = fields&hasGrpcStatus == 0
-			if b, ok := resp.Body.(*h1Body); ok && !fields.mustDrop() && fields&(hasBareLF|hasLengthRepeated) == 0 {
+			if !fields.mustDrop() && fields&(hasBareLF|hasLengthRepeated) == 0 { // known, so b is set
 				// Nothing to drop, change or add but the Date: the lines go on as they came.
 				hw.asCame, hw.asCameFields, hw.asCameDate = b.lines, len(resp.Header), fields&hasDate != 0
 			}
@@ -482,7 +484,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 			}
 		}
 	}
-	if hw := h1ResponseOf(w); hw != nil && hw.lengthKnown {
+	if own != nil && own.lengthKnown {
 		// Content-Length is the upstream's, as is.
 	} else if resp.ContentLength >= 0 && resp.Body != http.NoBody && !headerIsInt(h, "Content-Length", resp.ContentLength) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
@@ -496,7 +498,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 	if resp.ContentLength >= 0 {
 		flusher = nil
 	}
-	if b, ok := resp.Body.(*h1Body); ok && b.chunked == nil && b.n > 0 {
+	if b != nil && b.chunked == nil && b.n > 0 {
 		// A body of known length goes on from the connection's read buffer: no copy
 		// buffer to take, and one copy of the bytes less.
 		werr, rerr := b.passOn(w)

@@ -352,9 +352,9 @@ func TestH1AnswerLosesItsHopHeaders(t *testing.T) {
 	}
 }
 
-// TestFramingFieldsNoteEveryDroppedField: every field passedOn drops by name has a parse
+// TestHeadFieldsNoteEveryDroppedField: every field passedOn drops by name has a parse
 // note that makes mustDrop true, so an answer without one may skip the drop.
-func TestFramingFieldsNoteEveryDroppedField(t *testing.T) {
+func TestHeadFieldsNoteEveryDroppedField(t *testing.T) {
 	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", appRefusedHeader} {
 		if passedOn(http.Header{}, k, false) {

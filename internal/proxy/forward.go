@@ -437,7 +437,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		return
 	}
 	defer resp.Body.Close()
-	fields := ^headFields(0) // unknown: any field may have to go
+	fields := ^headFields(0)    // unknown: any field may have to go
 	b, _ := resp.Body.(*h1Body) // the own client's answer (not a bodiless one)
 	own := h1ResponseOf(w)
 	if b != nil {

@@ -58,7 +58,7 @@ type h1Conn struct {
 	idleFrom time.Time
 	reused   bool
 	head     []byte   // the raw head of the answer being read
-	scan     headScan // its scan, when it arrived whole (readHead)
+	scan     headScan // its scan (readHead)
 }
 
 var (
@@ -428,7 +428,7 @@ func appendHeaderLine(b []byte, k, v string) []byte {
 
 // headerValue keeps a value from splitting the header block (net/http does the same).
 func headerValue(v string) string {
-	// Eight bytes at a time first, as validHead does: every value of every head goes through.
+	// Eight bytes at a time first, as heads are scanned: every value of every head goes through.
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
 		w := load64(v, i)
@@ -485,8 +485,7 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
-		var scanned bool
-		pc.head, scanned, err = readHead(pc.br, pc.head[:0], false, &pc.scan)
+		pc.head, err = readHead(pc.br, pc.head[:0], false, &pc.scan)
 		if err != nil {
 			var held *heldWriteError
 			if len(pc.head) == 0 && (err == io.EOF || isReset(err) || errors.As(err, &held)) {
@@ -495,13 +494,10 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 			return nil, 0, "", fmt.Errorf("reading the upstream's answer: %w", err)
 		}
 		head := string(pc.head) // the one allocation behind every string of the head
-		if scanned && !pc.scan.valid || !scanned && !validHead(head) {
+		if !pc.scan.valid {
 			return nil, 0, "", errors.New("control character in the upstream's answer head")
 		}
-		lines := lineCutter{s: head}
-		if scanned {
-			lines.lfs = pc.scan.lfs[:pc.scan.n]
-		}
+		lines := lineCutter{s: head, lfs: pc.scan.lfs[:pc.scan.n]}
 		line, _ := lines.cut()
 		rest := lines.s
 		proto, status, ok := parseStatusLine(line)

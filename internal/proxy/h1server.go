@@ -215,10 +215,8 @@ type h1ServerConn struct {
 	remoteAddr string
 	ctx        context.Context // carries a CONNECT tunnel's target; Background otherwise
 	head       []byte          // the raw head of the request being read
-	// scan is the head's scan when scanned: it arrived whole and was scanned in the buffer.
-	scan    headScan
-	scanned bool
-	pending []byte // a response body of unknown length, held until it grows
+	scan       headScan        // the head's scan (readHead)
+	pending    []byte          // a response body of unknown length, held until it grows
 	// cancel ends ctx, the requests' context, when the client is found gone while a handler
 	// runs (watch), so that a request waiting on a hung upstream lets go of it.
 	cancel context.CancelFunc
@@ -381,29 +379,15 @@ func (s *h1Server) serveConn(c net.Conn) {
 		// A head that did not arrive whole gets headReadTimeout to complete, so a client
 		// cannot hold a connection by sending it slowly. Most heads come in one piece, which
 		// spares a timer per request.
-		buffered, _ := sc.br.Peek(sc.br.Buffered())
-		var end int
-		sc.scanned = buffered[0] != '\r' && buffered[0] != '\n'
-		if sc.scanned {
-			scanHead(buffered, &sc.scan)
-			end = sc.scan.end
-		} else {
-			end = headEnd(bytes.TrimLeft(buffered, "\r\n")) // empty lines before a head do not make it whole
-		}
-		slow := end < 0
-		if slow && !first {
-			_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
-		}
 		var err error
-		if sc.scanned = sc.scanned && end > 0 && end <= maxHeadBytes; sc.scanned {
-			// Whole and first in the buffer, and scanned: taken as readHead would, without
-			// its looking for the end again.
-			sc.head = append(sc.head[:0], buffered[:end]...)
-			_, _ = sc.br.Discard(end)
-		} else {
-			err = sc.readHead()
+		var whole bool
+		if sc.head, whole = takeHead(sc.br, sc.head[:0], &sc.scan); !whole {
+			if !first {
+				_ = c.SetReadDeadline(time.Now().Add(headReadTimeout))
+			}
+			sc.head, err = readHeadLines(sc.br, sc.head[:0], true, &sc.scan)
 		}
-		if slow || first {
+		if !whole || first {
 			_ = c.SetReadDeadline(time.Time{})
 		}
 		first = false
@@ -446,61 +430,67 @@ func (s *h1Server) serveConn(c net.Conn) {
 
 var errHeadTooLarge = errors.New("request head too large")
 
-// readHead reads one request head, up to and including its empty line, into sc.head.
-func (sc *h1ServerConn) readHead() (err error) {
-	sc.head, _, err = readHead(sc.br, sc.head[:0], true, nil)
-	return err
-}
-
-// readHead appends one message head (start line, header lines, empty line) from br to buf.
-// An empty line before the start line is skipped when skipEmpty is set (RFC 9112 section 2.2).
-func readHead(br *bufio.Reader, buf []byte, skipEmpty bool, scan *headScan) (_ []byte, scanned bool, _ error) {
-	// Most heads arrive whole, behind no empty line: taken in one piece, not line by line,
-	// and scanned into scan when given (scanned).
+// readHead appends one message head (start line, header lines, empty line) from br to buf,
+// which is empty, and scans it into scan. An empty line before the start line is skipped when
+// skipEmpty is set (RFC 9112 section 2.2).
+func readHead(br *bufio.Reader, buf []byte, skipEmpty bool, scan *headScan) ([]byte, error) {
 	if br.Buffered() == 0 {
 		if _, err := br.Peek(1); err != nil {
-			return buf, false, err // as ReadSlice would have
+			return buf, err // as ReadSlice would have
 		}
 	}
-	if buffered, _ := br.Peek(br.Buffered()); buffered[0] != '\r' && buffered[0] != '\n' {
-		var n int
-		if scan != nil {
-			scanHead(buffered, scan)
-			n = scan.end
-		} else {
-			n = headEnd(buffered)
-		}
-		if n > 0 && n <= maxHeadBytes {
-			buf = append(buf, buffered[:n]...)
-			_, _ = br.Discard(n)
-			return buf, scan != nil, nil
-		}
+	if buf, whole := takeHead(br, buf, scan); whole {
+		return buf, nil
 	}
-	start := len(buf)
-	lineStart := start
+	return readHeadLines(br, buf, skipEmpty, scan)
+}
+
+// takeHead appends the head at the start of br's buffer to buf, scanned into scan, when it
+// is all there behind no empty line: most heads arrive whole, and are taken in one piece.
+func takeHead(br *bufio.Reader, buf []byte, scan *headScan) (_ []byte, whole bool) {
+	buffered, _ := br.Peek(br.Buffered())
+	if len(buffered) == 0 || buffered[0] == '\r' || buffered[0] == '\n' {
+		return buf, false
+	}
+	scanHead(buffered, scan)
+	if n := scan.end; n > 0 && n <= maxHeadBytes {
+		_, _ = br.Discard(n)
+		return append(buf, buffered[:n]...), true
+	}
+	return buf, false
+}
+
+// readHeadLines is readHead line by line, for a head that did not arrive whole or comes
+// behind empty lines; the head is scanned once read.
+func readHeadLines(br *bufio.Reader, buf []byte, skipEmpty bool, scan *headScan) ([]byte, error) {
+	lineStart := 0
 	skipped := 0 // empty lines skipped before the start line count toward the limit too
 	for {
 		line, err := br.ReadSlice('\n')
-		if skipped+len(buf)+len(line)-start > maxHeadBytes {
-			return buf, false, errHeadTooLarge
+		if skipped+len(buf)+len(line) > maxHeadBytes {
+			return buf, errHeadTooLarge
 		}
 		buf = append(buf, line...)
 		if err == bufio.ErrBufferFull {
 			continue
 		}
 		if err != nil {
-			return buf, false, err
+			return buf, err
 		}
 		if n := len(buf) - lineStart; n == 1 || n == 2 && buf[lineStart] == '\r' { // an empty line
-			if lineStart == start {
+			if lineStart == 0 {
 				if !skipEmpty {
-					return buf, false, errors.New("empty line where a status line was expected")
+					return buf, errors.New("empty line where a status line was expected")
 				}
-				skipped += len(buf) - start
-				buf = buf[:start]
+				skipped += len(buf)
+				buf = buf[:0]
 				continue
 			}
-			return buf, false, nil
+			scanHead(buf, scan)
+			if scan.end != len(buf) {
+				scan.valid = false // the scan and the lines disagree on the end: refuse it
+			}
+			return buf, nil
 		}
 		lineStart = len(buf)
 	}
@@ -510,26 +500,6 @@ func readHead(br *bufio.Reader, buf []byte, skipEmpty bool, scan *headScan) (_ [
 const statusHandOff = -1
 
 // h1Request is everything one request allocates on the fast path, in one allocation.
-// headEnd is the length of the head at the start of b up to and with the empty line that
-// ends it (a line end right after a line end: "\n\r\n" or "\n\n"), or -1 when b holds no
-// empty line after its first byte. One IndexByte per line: bytes.Index of "\n\r\n" stops
-// at every line end too, and costs more each time.
-func headEnd(b []byte) int {
-	for i := 0; ; {
-		lf := bytes.IndexByte(b[i:], '\n')
-		if lf < 0 {
-			return -1
-		}
-		i += lf + 1
-		switch {
-		case i < len(b) && b[i] == '\n':
-			return i + 1
-		case i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n':
-			return i + 2
-		}
-	}
-}
-
 type h1Request struct {
 	req  http.Request
 	url  url.URL
@@ -549,13 +519,10 @@ const headValues = 10
 // hand to net/http, or the HTTP status to refuse it with.
 func (sc *h1ServerConn) parse() (*h1Request, int, string) {
 	head := string(sc.head) // the one allocation behind every string of the request
-	if sc.scanned && !sc.scan.valid || !sc.scanned && !validHead(head) {
+	if !sc.scan.valid {
 		return nil, http.StatusBadRequest, "control character in the request head"
 	}
-	lines := lineCutter{s: head}
-	if sc.scanned {
-		lines.lfs = sc.scan.lfs[:sc.scan.n]
-	}
+	lines := lineCutter{s: head, lfs: sc.scan.lfs[:sc.scan.n]}
 	line, _ := lines.cut()
 	method, line, ok1 := cutByte(line, ' ')
 	target, proto, ok2 := cutByte(line, ' ')
@@ -762,72 +729,8 @@ func repeated(h http.Header, listed []string, full bool, k string) bool {
 	return false
 }
 
-// validHead reports whether a head is free of control characters other than tab and line
-// ends, which a request could otherwise smuggle into what the proxy forwards. A CR must end a
-// line: a bare one is a line end to some parsers and part of a value to others (RFC 9112
-// section 2.2).
-func validHead(head string) bool {
-	// Eight bytes at a time, as one word: every head is checked whole, request and answer,
-	// and the byte loop cost some ten instructions a byte. A word without control bytes
-	// passes on two masks; one with some (each line end) is checked byte class by class.
-	i := 0
-	for ; i+8 <= len(head); i += 8 {
-		w := load64(head, i)
-		if !anyByteBelow(w, 0x20) && !anyZeroByte(w^0x7f7f7f7f7f7f7f7f) {
-			continue
-		}
-		ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // bytes below 0x20
-		del := zeroBytes(w ^ 0x7f7f7f7f7f7f7f7f)
-		if del != 0 {
-			return false
-		}
-		cr := zeroBytes(w ^ 0x0d0d0d0d0d0d0d0d)
-		lf := zeroBytes(w ^ 0x0a0a0a0a0a0a0a0a)
-		tab := zeroBytes(w ^ 0x0909090909090909)
-		if ctl&^(cr|lf|tab) != 0 {
-			return false
-		}
-		// Each CR needs an LF in the byte after it: in this word, or the next one's first.
-		if (cr<<8)&^lf != 0 || cr>>63 != 0 && (i+8 == len(head) || head[i+8] != '\n') {
-			return false
-		}
-	}
-	return validHeadBytes(head, i)
-}
-
-// load64 is the eight bytes of s from i as a little-endian word (one load, for the compiler
-// joins the byte loads).
-func load64(s string, i int) uint64 {
-	s = s[i : i+8]
-	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-}
-
-// zeroBytes marks each zero byte of w with its high bit, exactly: no byte's sum carries into
-// the next.
-func zeroBytes(w uint64) uint64 {
-	const low7 = 0x7f7f7f7f7f7f7f7f
-	return ^((w&low7 + low7) | w) & 0x8080808080808080
-}
-
-// validHeadBytes is validHead for head from byte i on, a byte at a time.
-func validHeadBytes(head string, i int) bool {
-	for ; i < len(head); i++ {
-		switch headBytes[head[i]] {
-		case headByteOK:
-		case headByteCR:
-			if i+1 == len(head) || head[i+1] != '\n' {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// headBytes classes each byte for validHead: one table lookup per byte of every head, where
-// the comparisons cost three.
+// headBytes classes each byte for the byte loop of scanHead (a head's last bytes): one table
+// lookup per byte, where the comparisons cost three.
 var headBytes = func() (t [256]uint8) {
 	for c := range 256 {
 		switch {

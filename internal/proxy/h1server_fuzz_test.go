@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -49,13 +50,13 @@ func FuzzH1Request(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		br := bufio.NewReader(bytes.NewReader(raw))
-		sc := &h1ServerConn{remoteAddr: "192.0.2.1:1234", base: new(http.Request)}
-		scan := &sc.scan
+		var src io.Reader = bytes.NewReader(raw)
 		if len(raw)%2 == 1 {
-			scan = nil // half the inputs parsed from the lines' search, not a scan
+			src = iotest.OneByteReader(src) // half the inputs read line by line, then scanned
 		}
-		head, scanned, err := readHead(br, nil, true, scan)
+		br := bufio.NewReader(src)
+		sc := &h1ServerConn{remoteAddr: "192.0.2.1:1234", base: new(http.Request)}
+		head, err := readHead(br, nil, true, &sc.scan)
 		if err != nil {
 			return
 		}
@@ -64,7 +65,7 @@ func FuzzH1Request(f *testing.F) {
 		defer client.Close()
 		defer server.Close()
 		go io.Copy(io.Discard, client)
-		sc.conn, sc.br, sc.head, sc.scanned = server, br, head, scanned
+		sc.conn, sc.br, sc.head = server, br, head
 		rq, status, _ := sc.parse()
 		if status != 0 {
 			return // refused, or handed to net/http
@@ -554,8 +555,9 @@ func TestH1RepeatedFieldsKeepEveryValue(t *testing.T) {
 }
 
 // TestReadHeadWholeAndLineByLineAgree: a head read in one piece (all of it buffered) is the
-// head read line by line (bytes arriving one at a time), with the same rest left unread, for
-// CRLF and bare LF line ends, a body or a next request behind, and empty lines before it.
+// head read line by line (bytes arriving one at a time), with the same rest left unread and
+// the same scan, for CRLF and bare LF line ends, a body or a next request behind, a bare CR,
+// and empty lines before it.
 func TestReadHeadWholeAndLineByLineAgree(t *testing.T) {
 	for _, in := range []string{
 		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -568,76 +570,101 @@ func TestReadHeadWholeAndLineByLineAgree(t *testing.T) {
 		"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
 	} {
+		var wantScan, gotScan headScan
 		byByte := bufio.NewReader(iotest.OneByteReader(strings.NewReader(in)))
-		wantHead, _, wantErr := readHead(byByte, nil, true, nil)
+		wantHead, wantErr := readHead(byByte, nil, true, &wantScan)
 		wantRest, _ := io.ReadAll(byByte)
-		for _, scan := range []*headScan{nil, new(headScan)} { // found by headEnd, and by a scan
-			whole := bufio.NewReader(strings.NewReader(in))
-			_, _ = whole.Peek(len(in)) // all buffered: the one-piece path
-			gotHead, _, gotErr := readHead(whole, nil, true, scan)
-			gotRest, _ := io.ReadAll(whole)
-			if string(gotHead) != string(wantHead) || (gotErr == nil) != (wantErr == nil) || string(gotRest) != string(wantRest) {
-				t.Errorf("%q: whole read %q (%v), rest %q; line by line %q (%v), rest %q", in, gotHead, gotErr, gotRest, wantHead, wantErr, wantRest)
-			}
+		whole := bufio.NewReader(strings.NewReader(in))
+		_, _ = whole.Peek(len(in)) // all buffered: the one-piece path
+		gotHead, gotErr := readHead(whole, nil, true, &gotScan)
+		gotRest, _ := io.ReadAll(whole)
+		if string(gotHead) != string(wantHead) || (gotErr == nil) != (wantErr == nil) || string(gotRest) != string(wantRest) {
+			t.Errorf("%q: whole read %q (%v), rest %q; line by line %q (%v), rest %q", in, gotHead, gotErr, gotRest, wantHead, wantErr, wantRest)
 		}
-	}
-	for in, want := range map[string]int{"a\r\n\r\n": 5, "a\n\n": 3, "a\n\r\nb\n\n": 4, "a\nb\n\nc\n\r\n": 5, "a\r\nb": -1, "": -1} {
-		if got := headEnd([]byte(in)); got != want {
-			t.Errorf("headEnd(%q) = %d; want %d", in, got, want)
+		if gotScan != wantScan || gotScan.end != len(gotHead) || gotScan.valid != validHead(string(gotHead)) {
+			t.Errorf("%q: whole scan %+v, line by line %+v; want the end %d and valid %v", in, gotScan, wantScan, len(gotHead), validHead(string(gotHead)))
 		}
 	}
 }
 
-// FuzzValidHeadWordsAsBytes: validHead, eight bytes at a time, says what the byte loop says,
-// for heads of any length, with line ends, tabs, controls, DEL and bytes above 0x7f at every
-// offset within a word and across words.
-func FuzzValidHeadWordsAsBytes(f *testing.F) {
+// headEnd is what scanHead's end must be, the plain way: the length of the head at the start
+// of b up to and with the empty line that ends it ("\n\r\n" or "\n\n"), -1 for none.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		lf := bytes.IndexByte(b[i:], '\n')
+		if lf < 0 {
+			return -1
+		}
+		i += lf + 1
+		switch {
+		case i < len(b) && b[i] == '\n':
+			return i + 1
+		case i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n':
+			return i + 2
+		}
+	}
+}
+
+// validHead is what scanHead's valid must be, a byte at a time: no control byte but tab, LF
+// and a CR followed by LF, and no DEL.
+func validHead(head string) bool {
+	for i := 0; i < len(head); i++ {
+		switch c := head[i]; {
+		case c == '\r':
+			if i+1 == len(head) || head[i+1] != '\n' {
+				return false
+			}
+		case c < ' ' && c != '\t' && c != '\n' || c == 0x7f:
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzScanHead: scanHead finds the end, validity and LFs the plain ways find, for heads of any
+// bytes, at every alignment of its words.
+func FuzzScanHead(f *testing.F) {
 	for _, seed := range []string{
-		"GET / HTTP/1.1\r\nHost: web\r\n\r\n", "1234567\r\n", "1234567\r", "12345678\r\n", "\r\n\r\n\r\n\r\n",
-		"abc\tdef\x80\xff\r\n", "abc\x7fdefgh", "abcdefg\x00", "\x1f", "a\rb\r\ncd\r\n", "12345678\n\r\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "abcdefgh\x01ijklmno", "\r\n\t\x0b",
+		"GET / HTTP/1.1\r\nHost: web\r\n\r\n", "1234567\r\n\r\n", "1234567\r\r\n\n", "12345678\r\n\n",
+		"abc\tdef\x80\xff\r\n\r\n", "abc\x7fdefgh\n\n", "abcdefg\x00\n\n", "a\rb\r\ncd\r\n\r\n", "12345678\n\r\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "abcdefgh\x01ijklmno\n\n",
 	} {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, head string) {
-		for start := 0; start < len(head) && start < 9; start++ { // every alignment of the words
-			h := head[start:]
-			if got, want := validHead(h), validHeadBytes(h, 0); got != want {
-				t.Fatalf("validHead(%q) = %v; a byte at a time: %v", h, got, want)
-			}
+	f.Fuzz(func(t *testing.T, in string) {
+		for start := 0; start < len(in) && start < 9; start++ {
+			checkScan(t, []byte(in[start:]))
 		}
 	})
 }
 
-// TestValidHeadWordsAsBytesRandom: the fuzz test's comparison over many random heads of the
-// bytes that matter, in every test run.
-func TestValidHeadWordsAsBytesRandom(t *testing.T) {
-	// Mostly text and line ends, as heads are, so that many are valid; sometimes a byte
-	// that makes one invalid.
-	pieces := []string{"a", "a", "a", "a", "a", "a", ": ", "\r\n", "\r\n", "\n", "\t", "\x80", "\xff",
-		"\r", "\x00", "\x1f", "\x7f", "\x0b"}
-	rng := rand.New(rand.NewPCG(1, 2))
-	b := make([]byte, 0, 64)
-	valid := 0
-	for range 200000 {
-		b = b[:0]
-		for range rng.IntN(30) {
-			p := pieces[rng.IntN(len(pieces))]
-			if len(p) == 1 && p[0] != 'a' && rng.IntN(4) > 0 {
-				p = "a" // the odd bytes rarer still
-			}
-			b = append(b, p...)
-		}
-		if validHeadBytes(string(b), 0) {
-			valid++
-		}
-		if got, want := validHead(string(b)), validHeadBytes(string(b), 0); got != want {
-			t.Fatalf("validHead(%q) = %v; a byte at a time: %v", b, got, want)
+// checkScan fails t when scanHead's findings on b differ from the plain ways'.
+func checkScan(t *testing.T, b []byte) (ended, valid bool) {
+	t.Helper()
+	if len(b) == 0 || b[0] == '\r' || b[0] == '\n' {
+		return false, false // a scan starts at a head's first line
+	}
+	var s headScan
+	scanHead(b, &s)
+	if want := headEnd(b); s.end != want {
+		t.Fatalf("scanHead(%q) end %d; headEnd %d", b, s.end, want)
+	}
+	if s.end < 0 {
+		return false, false
+	}
+	if want := validHead(string(b[:s.end])); s.valid != want {
+		t.Fatalf("scanHead(%q) valid %v; validHead of the head %v", b, s.valid, want)
+	}
+	var lfs []uint32
+	for i, c := range b[:s.end] {
+		if c == '\n' && len(lfs) < maxScanLines {
+			lfs = append(lfs, uint32(i))
 		}
 	}
-	if valid < 10000 || valid > 190000 {
-		t.Fatalf("%d of 200,000 random heads valid: the test checks too few of one kind", valid)
+	if !slices.Equal(s.lfs[:s.n], lfs) {
+		t.Fatalf("scanHead(%q) LFs %v; want %v", b, s.lfs[:s.n], lfs)
 	}
+	return true, s.valid
 }
 
 // checkName reports whether k is a token and, if so, whether it is canonical, by nameLen.
@@ -757,9 +784,9 @@ func TestH1AnswerPassesOnAsItCame(t *testing.T) {
 	}
 }
 
-// TestScanHeadAsItsParts: one scan finds the end headEnd finds, the validity validHead gives
-// the head, and the LFs a search finds, over random heads of text, line ends and refused
-// bytes at every position of a word, and over heads with more lines than a scan records.
+// TestScanHeadAsItsParts: one scan finds the end, the validity and the LFs the plain ways
+// find (checkScan), over random heads of text, line ends and refused bytes at every position
+// of a word, and over heads with more lines than a scan records.
 func TestScanHeadAsItsParts(t *testing.T) {
 	pieces := []string{"a", "a", "a", "a", "a", "a", ": ", "\r\n", "\r\n", "\r\n", "\n", "\t", "\x80",
 		"\r", "\x00", "\x7f", "\r\n\r\n", "\n\n"}
@@ -778,32 +805,12 @@ func TestScanHeadAsItsParts(t *testing.T) {
 			b = append(b, strings.Repeat("x: y\r\n", maxScanLines+rng.IntN(4))...)
 			b = append(b, "\r\n"...)
 		}
-		if len(b) == 0 || b[0] == '\r' || b[0] == '\n' {
-			continue // a scan starts at a head's first line
+		e, v := checkScan(t, b)
+		if e {
+			ended++
 		}
-		var s headScan
-		scanHead(b, &s)
-		if want := headEnd(b); s.end != want {
-			t.Fatalf("scanHead(%q) end %d; headEnd %d", b, s.end, want)
-		}
-		if s.end < 0 {
-			continue
-		}
-		ended++
-		if want := validHead(string(b[:s.end])); s.valid != want {
-			t.Fatalf("scanHead(%q) valid %v; validHead of the head %v", b, s.valid, want)
-		}
-		if s.valid {
+		if v {
 			valid++
-		}
-		var lfs []uint32
-		for i, c := range b[:s.end] {
-			if c == '\n' && len(lfs) < maxScanLines {
-				lfs = append(lfs, uint32(i))
-			}
-		}
-		if !reflect.DeepEqual(s.lfs[:s.n], lfs) && !(s.n == 0 && len(lfs) == 0) {
-			t.Fatalf("scanHead(%q) LFs %v; want %v", b, s.lfs[:s.n], lfs)
 		}
 	}
 	if ended < 10000 || valid < 5000 {

@@ -6,14 +6,18 @@ import (
 	"strings"
 )
 
-// headScan is what one pass over the bytes of a head that arrived whole found: where it ends,
+// headScan is what one pass over the bytes of a head found: where it ends,
 // whether its bytes are all allowed, and where its first lines end. Why by hand and in one
 // pass: every request and answer head went over its bytes four times before (finding the
 // end, validHead, cutting lines, cutting at the colon), a third of the proxy's own
 // instructions per request.
 type headScan struct {
-	end   int  // the head's length through the empty line that ends it; -1 when there is none
-	valid bool // no byte before end is one validHead refuses
+	end int // the head's length through the empty line that ends it; -1 when there is none
+	// valid: the head is free of control bytes other than tab and line ends, which a
+	// request could otherwise smuggle into what the proxy forwards, and each CR ends a line
+	// (a bare one is a line end to some parsers and part of a value to others, RFC 9112
+	// section 2.2).
+	valid bool
 	// lfs are the offsets of the head's first n LFs, its lines' ends, the empty line's too.
 	n   int
 	lfs [maxScanLines]uint32
@@ -24,11 +28,11 @@ type headScan struct {
 const maxScanLines = 24
 
 // scanHead scans b, which starts with a head's first line (not an empty one), eight bytes at
-// a time with validHead's masks: a word without control bytes costs two masks, and one with
-// line ends finds them from its LF mask.
+// a time: a word without control bytes passes on two three-operation tests, and one with
+// some (each line end) is checked by exact per-byte masks, which also give its LFs.
 func scanHead(b []byte, s *headScan) {
 	s.end, s.valid, s.n = -1, true, 0
-	bad := -1     // the first byte validHead would refuse
+	bad := -1     // the first byte not allowed (see valid)
 	lastLF := -10 // far enough back that no line before the first is empty
 	i := 0
 	for rest := b; len(rest) >= 8; rest, i = rest[8:], i+8 {
@@ -73,6 +77,21 @@ func scanHead(b []byte, s *headScan) {
 			}
 		}
 	}
+}
+
+// load64 is the eight bytes of s from i as a little-endian word (one load: the compiler joins
+// the byte loads).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// zeroBytes marks each zero byte of w with its high bit, exactly: no byte's sum carries into
+// the next.
+func zeroBytes(w uint64) uint64 {
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	return ^((w&low7 + low7) | w) & 0x8080808080808080
 }
 
 // anyByteBelow reports whether a byte of w is below n (at most 0x80): whether, exactly, not

@@ -2,7 +2,7 @@
 # never enter the product's go.mod.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke pgo
 
 # The full benchmark: installs its tools, then 3 interleaved runs of every target and
 # protocol (about 15 minutes); prints the table and writes bench/results/<date>.md.
@@ -14,3 +14,8 @@ bench:
 bench-smoke:
 	bench/install.sh --smoke
 	cd bench && go run ./cmd/swimbench -smoke $(BENCHFLAGS)
+
+# Remakes the sidecar's compiler profile, cmd/swimlane-proxy/default.pgo (bench/pgo.sh).
+pgo:
+	bench/install.sh --smoke
+	bench/pgo.sh

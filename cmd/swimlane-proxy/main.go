@@ -14,10 +14,15 @@ import (
 	"swimlane.dev/swimlane/internal/proxy/proxycmd"
 )
 
+// atExit runs when the proxy stops (set by the pgoprofile build).
+var atExit = func() {}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := proxycmd.Run(ctx, "swimlane-proxy", os.Args[1:]); err != nil {
+	err := proxycmd.Run(ctx, "swimlane-proxy", os.Args[1:])
+	stop()
+	atExit()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "swimlane-proxy:", err)
 		os.Exit(1)
 	}

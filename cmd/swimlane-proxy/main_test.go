@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,5 +21,28 @@ func TestLinksNoControlPlaneTypes(t *testing.T) {
 				t.Errorf("swimlane-proxy links %s", pkg)
 			}
 		}
+	}
+}
+
+// TestProfileBuildWritesProfile runs the pgoprofile build, which must write its CPU profile
+// when it stops, even on a start that fails (here: an unknown flag).
+func TestProfileBuildWritesProfile(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "swimlane-proxy")
+	if out, err := exec.Command("go", "build", "-tags", "pgoprofile", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	profile := filepath.Join(dir, "cpu.pprof")
+	cmd := exec.Command(bin, "--no-such-flag")
+	cmd.Env = append(os.Environ(), "SWIMLANE_CPUPROFILE="+profile)
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("an unknown flag was taken: %s", out)
+	}
+	b, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof's format is gzipped protobuf
+		t.Fatalf("profile is not a pprof file: % x", b[:min(len(b), 8)])
 	}
 }

@@ -448,6 +448,26 @@ func headerValue(v string) string {
 
 var headerNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 
+// parseLength reads a Content-Length value: digits only, no sign, at most 2^63-1, as net/http
+// takes it (strconv.ParseUint(s, 10, 63)). Why by hand: every answer and every request with a
+// body has one, and the usual value of up to 18 digits, which cannot overflow, needs a loop of
+// a few instructions per digit, not ParseUint's general path.
+func parseLength(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 {
+		n, err := strconv.ParseUint(s, 10, 63)
+		return int64(n), err == nil
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		d := s[i] - '0'
+		if d > 9 {
+			return 0, false
+		}
+		n = n*10 + int64(d)
+	}
+	return n, true
+}
+
 func hasToken(vs []string, token string) bool {
 	for _, v := range vs {
 		for _, t := range splitComma(v) {
@@ -573,11 +593,11 @@ func framing(resp *http.Response, fields headFields) (headFields, error) {
 				return 0, fmt.Errorf("conflicting Content-Length %q from the upstream", cl)
 			}
 		}
-		n, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63) // no sign, as net/http
-		if err != nil {
+		n, ok := parseLength(textproto.TrimString(cl[0]))
+		if !ok {
 			return 0, fmt.Errorf("bad Content-Length %q from the upstream", cl[0])
 		}
-		resp.ContentLength = int64(n)
+		resp.ContentLength = n
 		if len(cl) > 1 {
 			h["Content-Length"] = cl[:1] // repeated alike, it is passed on once, as net/http does
 			fields |= hasLengthRepeated

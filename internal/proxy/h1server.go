@@ -915,13 +915,13 @@ func (sc *h1ServerConn) requestBody(rq *h1Request) (int, string) {
 				return http.StatusBadRequest, "conflicting Content-Length"
 			}
 		}
-		n, err := strconv.ParseUint(cl[0], 10, 63)
-		if err != nil {
+		n, ok := parseLength(cl[0])
+		if !ok {
 			return http.StatusBadRequest, "bad Content-Length"
 		}
 		h["Content-Length"] = cl[:1] // repeated alike, it is forwarded once, as net/http does
-		r.ContentLength = int64(n)
-		b.n = int64(n)
+		r.ContentLength = n
+		b.n = n
 	}
 	if e := h["Expect"]; e != nil {
 		if len(e) != 1 || !asciiEqualFold(e[0], "100-continue") {

@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -840,5 +841,29 @@ func TestWordMasksAreExact(t *testing.T) {
 		if anyByteBelow(w, 1) != below1 || anyByteBelow(w, 0x20) != below20 || anyZeroByte(w) != below1 || zeroBytes(w) != zeros {
 			t.Fatalf("%q: anyByteBelow 1 %v, 0x20 %v, zeroBytes %#x; want %v, %v, %#x", b, anyByteBelow(w, 1), anyByteBelow(w, 0x20), zeroBytes(w), below1, below20, zeros)
 		}
+	}
+}
+
+// TestParseLengthAsStrconv: parseLength takes and reads every Content-Length value as
+// strconv.ParseUint(v, 10, 63), net/http's reading, does: random strings of digits and the
+// bytes a bad value may hold, of up to 20 bytes, and the values around 18 digits and 2^63.
+func TestParseLengthAsStrconv(t *testing.T) {
+	check := func(v string) {
+		t.Helper()
+		n, ok := parseLength(v)
+		want, err := strconv.ParseUint(v, 10, 63)
+		if ok != (err == nil) || ok && n != int64(want) {
+			t.Fatalf("parseLength(%q) = %d, %v; strconv reads %d, %v", v, n, ok, want, err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		check(randomString(rng, "0123456789 +-_x/:\x00", 21))
+		check(randomString(rng, "0123456789", 21))
+	}
+	for _, v := range []string{"", "0", "1024", "999999999999999999", "1000000000000000000",
+		"9223372036854775807", "9223372036854775808", "18446744073709551616", "000000000000000000001",
+		"-1", "+1", "1_000", " 1", "1 ", "0x10"} {
+		check(v)
 	}
 }

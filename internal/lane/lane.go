@@ -65,17 +65,51 @@ type Names struct {
 	// lastMember, set by Compiled, keeps the baggage member Write made last: most requests
 	// carry the lane of the one before, and the member is then not put together again.
 	lastMember *atomic.Pointer[string]
+	// jaegerKey and otKey, set by Compiled, are the uberctx-<BaggageKey> and
+	// ot-baggage-<BaggageKey> headers' keys in canonical form: WriteAll sets both on every
+	// request an inbound sidecar hands its app, and h.Set joined and canonicalised each name
+	// anew (two allocations a name).
+	jaegerKey, otKey string
 }
 
 // Compiled returns n ready for a proxy to use on every request: its lane header's lookup key
 // computed once. n itself works the same, canonicalising the name at each lookup.
 func (n Names) Compiled() Names {
-	n.headerKey = ""
-	if n.Header != "" && strings.IndexFunc(n.Header, func(r rune) bool { return r >= 0x80 || !validHeaderNameByte(byte(r)) }) < 0 {
+	n.headerKey, n.jaegerKey, n.otKey = "", "", ""
+	if isHeaderName(n.Header) {
 		n.headerKey = textproto.CanonicalMIMEHeaderKey(n.Header)
+	}
+	if isHeaderName(n.BaggageKey) {
+		n.jaegerKey = textproto.CanonicalMIMEHeaderKey(jaegerPrefix + n.BaggageKey)
+		n.otKey = textproto.CanonicalMIMEHeaderKey(otPrefix + n.BaggageKey)
 	}
 	n.lastMember = new(atomic.Pointer[string])
 	return n
+}
+
+// isHeaderName reports whether s is a header name textproto canonicalises: one or more
+// token bytes.
+func isHeaderName(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool { return r >= 0x80 || !validHeaderNameByte(byte(r)) }) < 0
+}
+
+// setPrefixed sets the header prefix+BaggageKey, whose canonical key is key when n is
+// compiled ("" otherwise), to v.
+func (n Names) setPrefixed(h http.Header, key, prefix, v string) {
+	if key == "" {
+		h.Set(prefix+n.BaggageKey, v)
+		return
+	}
+	h[key] = []string{v}
+}
+
+// delPrefixed deletes the header prefix+BaggageKey (key as for setPrefixed).
+func (n Names) delPrefixed(h http.Header, key, prefix string) {
+	if key == "" {
+		h.Del(prefix + n.BaggageKey)
+		return
+	}
+	delete(h, key)
 }
 
 // member is the baggage member "BaggageKey=l".
@@ -185,6 +219,9 @@ func (n Names) Write(h http.Header, l Lane) {
 		h[baggageHeader] = []string{n.member(l)}
 		return
 	}
+	if len(values) == 1 && values[0] == n.member(l) {
+		return // the member alone, as the hop before wrote it: nothing to change or allocate
+	}
 	updated, ok := SetBaggageMember(joinValues(values), n.BaggageKey, string(l))
 	if !ok {
 		return
@@ -214,8 +251,8 @@ func (n Names) WriteAll(h http.Header, l Lane) {
 			h[traceStateHeader] = []string{updated}
 		}
 	}
-	h.Set(jaegerPrefix+n.BaggageKey, string(l))
-	h.Set(otPrefix+n.BaggageKey, string(l))
+	n.setPrefixed(h, n.jaegerKey, jaegerPrefix, string(l))
+	n.setPrefixed(h, n.otKey, otPrefix, string(l))
 }
 
 // Strip removes every form of the lane from h: the lane header, the baggage and tracestate
@@ -236,8 +273,8 @@ func (n Names) Strip(h http.Header) {
 		}
 	}
 	if n.BaggageKey != "" {
-		h.Del(jaegerPrefix + n.BaggageKey)
-		h.Del(otPrefix + n.BaggageKey)
+		n.delPrefixed(h, n.jaegerKey, jaegerPrefix)
+		n.delPrefixed(h, n.otKey, otPrefix)
 	}
 }
 

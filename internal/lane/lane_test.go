@@ -193,3 +193,53 @@ func TestCompiledNamesWriteEachRequestsOwnMember(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCompiledNamesWriteAsPlainNames: compiled names (keys canonicalised once) write and strip
+// exactly what the plain names do, for custom names and for a baggage key that is no header
+// name (which compiled names then handle as plain ones do).
+func TestCompiledNamesWriteAsPlainNames(t *testing.T) {
+	inputs := []http.Header{
+		{},
+		{"X-Swimlane": {"dev"}, "Baggage": {"swimlane=dev"}},
+		{"Baggage": {"other=1, swimlane=qa;p=1"}, "Tracestate": {"vendor=x"}},
+		{"Uberctx-Swimlane": {"old"}, "Ot-Baggage-Swimlane": {"old"}, "Uberctx-Lane.key": {"old"}},
+		{"Baggage": {"swimlane=dev", "other=2"}},
+	}
+	for _, plain := range []Names{Default(), {Header: "X-Lane", BaggageKey: "lane.key"}, {Header: "x-swimlane", BaggageKey: "Lane_Key"}, {Header: "x-swimlane", BaggageKey: "lane key"}} {
+		compiled := plain.Compiled()
+		for i, in := range inputs {
+			for _, op := range []struct {
+				name string
+				do   func(Names, http.Header)
+			}{
+				{"Write", func(n Names, h http.Header) { n.Write(h, "dev") }},
+				{"WriteAll", func(n Names, h http.Header) { n.WriteAll(h, "dev") }},
+				{"Strip", func(n Names, h http.Header) { n.Strip(h) }},
+			} {
+				want, got := in.Clone(), in.Clone()
+				op.do(plain, want)
+				op.do(compiled, got)
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%+v, input %d, %s: compiled names gave %v, plain ones %v", plain, i, op.name, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestWriteAllocatesNothingWhenTheLaneIsThere: a request whose lane header and baggage already
+// carry the lane, as every hop after the first gets it, is written without an allocation;
+// WriteAll then allocates only the two prefixed headers' values.
+func TestWriteAllocatesNothingWhenTheLaneIsThere(t *testing.T) {
+	n := Default().Compiled()
+	h := http.Header{"X-Swimlane": {"dev"}, "Baggage": {"swimlane=dev"}}
+	if allocs := testing.AllocsPerRun(100, func() { n.Write(h, "dev") }); allocs != 0 {
+		t.Errorf("Write: %v allocations, want 0", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { n.WriteAll(h, "dev") }); allocs > 2 {
+		t.Errorf("WriteAll: %v allocations, want at most 2 (the prefixed headers' values)", allocs)
+	}
+	if got := h["Baggage"]; !reflect.DeepEqual(got, []string{"swimlane=dev"}) {
+		t.Errorf("baggage became %q", got)
+	}
+}

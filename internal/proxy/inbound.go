@@ -24,8 +24,9 @@ func (p *Proxy) ServeInbound(ctx context.Context, lis net.Listener, appAddr stri
 		names := snap.Mesh.LaneNames()
 		l, _ := names.FromHeaders(r.Header)
 		if p.metrics != nil || p.AccessLog {
-			rec := &statusRecorder{ResponseWriter: w}
-			defer p.record(r, rec, snap, &outcome{direction: dirInbound, service: "app", asked: l, served: l, endpoint: appAddr}, time.Now())
+			rec := newStatusRecorder(w)
+			o := outcome{direction: dirInbound, service: "app", asked: l, served: l, endpoint: appAddr}
+			defer p.record(r, rec, snap, &o, time.Now())
 			w = rec
 		}
 		// Every lane form, so the lane survives whichever of them the app forwards; and the

@@ -94,13 +94,13 @@ func isHeaderName(s string) bool {
 }
 
 // setPrefixed sets the header prefix+BaggageKey, whose canonical key is key when n is
-// compiled ("" otherwise), to v.
-func (n Names) setPrefixed(h http.Header, key, prefix, v string) {
+// compiled ("" otherwise), to the value vs holds (one, capacity one: an append elsewhere copies).
+func (n Names) setPrefixed(h http.Header, key, prefix string, vs []string) {
 	if key == "" {
-		h.Set(prefix+n.BaggageKey, v)
+		h.Set(prefix+n.BaggageKey, vs[0])
 		return
 	}
-	h[key] = []string{v}
+	h[key] = vs
 }
 
 // delPrefixed deletes the header prefix+BaggageKey (key as for setPrefixed).
@@ -251,8 +251,10 @@ func (n Names) WriteAll(h http.Header, l Lane) {
 			h[traceStateHeader] = []string{updated}
 		}
 	}
-	n.setPrefixed(h, n.jaegerKey, jaegerPrefix, string(l))
-	n.setPrefixed(h, n.otKey, otPrefix, string(l))
+	// Both values in one allocation.
+	vs := []string{string(l), string(l)}
+	n.setPrefixed(h, n.jaegerKey, jaegerPrefix, vs[0:1:1])
+	n.setPrefixed(h, n.otKey, otPrefix, vs[1:2:2])
 }
 
 // Strip removes every form of the lane from h: the lane header, the baggage and tracestate

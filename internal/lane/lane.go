@@ -263,7 +263,11 @@ func (n Names) WriteAll(h http.Header, l Lane) {
 // smuggle a lane in. A malformed baggage or tracestate header is dropped whole, since it cannot
 // be edited member by member.
 func (n Names) Strip(h http.Header) {
-	h.Del(n.Header)
+	if n.headerKey != "" {
+		delete(h, n.headerKey)
+	} else {
+		h.Del(n.Header)
+	}
 	n.stripBaggage(h)
 	if ts := h[traceStateHeader]; len(ts) > 0 {
 		kept, removed, ok := removeTraceStateMember(joinValues(ts), n.BaggageKey)

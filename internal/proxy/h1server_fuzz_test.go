@@ -867,3 +867,43 @@ func TestParseLengthAsStrconv(t *testing.T) {
 		check(v)
 	}
 }
+
+// TestCommonNamesAsNameLen: what commonName finds is what nameLen and headField would have
+// given (the name canonical, the colon right after, the same bit), over lines made of common
+// names with cases flipped, bytes changed or added, and random tails; and every common name
+// is found.
+func TestCommonNamesAsNameLen(t *testing.T) {
+	var all []string
+	for _, list := range commonNames {
+		for _, cn := range list {
+			all = append(all, cn.name)
+			if n, bit := commonName(cn.name + ": v"); n != len(cn.name) || bit != headField(cn.name) {
+				t.Errorf("commonName(%q) = %d, %v; want %d, %v", cn.name+": v", n, bit, len(cn.name), headField(cn.name))
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 200000 {
+		b := []byte(all[rng.IntN(len(all))])
+		switch rng.IntN(4) {
+		case 0: // a case flipped
+			i := rng.IntN(len(b))
+			b[i] ^= 0x20
+		case 1: // a byte changed
+			b[rng.IntN(len(b))] = "aZ-:_ \x00"[rng.IntN(7)]
+		case 2: // bytes added
+			b = append(b, randomString(rng, "aZ-:", 3)...)
+		}
+		line := string(b) + randomString(rng, ": \tv", 4)
+		if line == "" {
+			continue
+		}
+		n, bit := commonName(line)
+		if n == 0 {
+			continue
+		}
+		if ln, canonical := nameLen(line); ln != n || !canonical || line[n] != ':' || bit != headField(line[:n]) {
+			t.Fatalf("commonName(%q) = %d, %v; nameLen says %d, canonical %v; headField %v", line, n, bit, ln, canonical, headField(line[:n]))
+		}
+	}
+}

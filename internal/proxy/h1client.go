@@ -453,7 +453,10 @@ var headerNewlines = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
 // body has one, and the usual value of up to 18 digits, which cannot overflow, needs a loop of
 // a few instructions per digit, not ParseUint's general path.
 func parseLength(s string) (int64, bool) {
-	if len(s) == 0 || len(s) > 18 {
+	if len(s) == 0 {
+		return 0, false
+	}
+	if len(s) > 18 {
 		n, err := strconv.ParseUint(s, 10, 63)
 		return int64(n), err == nil
 	}

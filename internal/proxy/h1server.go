@@ -736,11 +736,14 @@ func commonName(line string) (int, headFields) {
 	return 0, 0
 }
 
-// commonNames are the field names most requests and answers carry, canonical, by first letter.
-var commonNames = func() (t [26][]struct {
+// commonField is a common field name and its headField bit.
+type commonField struct {
 	name string
 	bit  headFields
-}) {
+}
+
+// commonNames are the field names most requests and answers carry, canonical, by first letter.
+var commonNames = func() (t [26][]commonField) {
 	for _, name := range []string{
 		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Baggage",
 		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Date",
@@ -748,10 +751,7 @@ var commonNames = func() (t [26][]struct {
 		"Transfer-Encoding", "User-Agent", "Vary", "X-Forwarded-For", "X-Forwarded-Proto",
 		"X-Request-Id", "X-Swimlane",
 	} {
-		t[name[0]-'A'] = append(t[name[0]-'A'], struct {
-			name string
-			bit  headFields
-		}{name, headField(name)})
+		t[name[0]-'A'] = append(t[name[0]-'A'], commonField{name, headField(name)})
 	}
 	return t
 }()

@@ -148,8 +148,11 @@ func (s *rawSocket) readIntoPooled(fd uintptr) bool {
 	return false
 }
 
-// read is one read(2); false asks the poller to wait until the socket is readable. Held
+// read is one recv(2); false asks the poller to wait until the socket is readable. Held
 // bytes go first: once they are all sent, the read waits for the answer without trying.
+// Why recvfrom and not read(2): read goes through the file layer (vfs_read: its position
+// lock, permission and notification hooks) before it reaches the socket; recvfrom goes to the
+// socket directly, as nginx's recv does.
 func (s *rawSocket) read(fd uintptr) bool {
 	if s.heldSent < len(s.held) {
 		for s.heldSent < len(s.held) {
@@ -170,7 +173,7 @@ func (s *rawSocket) read(fd uintptr) bool {
 		return false
 	}
 	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)))
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)), 0, 0, 0)
 		switch errno {
 		case 0:
 			s.rn = int(n)

@@ -13,11 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // tcpPair is a connected pair of loopback TCP connections: ours (read and written through
 // socketIO) and the peer's.
-func tcpPair(t *testing.T) (ours net.Conn, sock *rawSocket, peer net.Conn) {
+func tcpPair(t testing.TB) (ours net.Conn, sock *rawSocket, peer net.Conn) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -292,5 +293,41 @@ func TestRawSocketConcurrentWritersEachWriteWhole(t *testing.T) {
 		if m := got[i : i+size]; bytes.Count(m, m[:1]) != size {
 			t.Fatalf("message %d is not one writer's: %d of %d bytes are %q", i/size, bytes.Count(m, m[:1]), size, m[:1])
 		}
+	}
+}
+
+// BenchmarkEmptySocketRead is the system call a read that finds the socket empty costs (every
+// request's read of the next one does), read(2) against the recvfrom(2) that rawSocket makes.
+func BenchmarkEmptySocketRead(b *testing.B) {
+	ours, _, _ := tcpPair(b)
+	rc, err := ours.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var fd uintptr
+	if err := rc.Control(func(f uintptr) { fd = f }); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for _, bc := range []struct {
+		name string
+		call func() syscall.Errno
+	}{
+		{"read", func() syscall.Errno {
+			_, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+			return errno
+		}},
+		{"recvfrom", func() syscall.Errno {
+			_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
+			return errno
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if errno := bc.call(); errno != syscall.EAGAIN {
+					b.Fatalf("%s on an empty socket: %v, want EAGAIN", bc.name, errno)
+				}
+			}
+		})
 	}
 }

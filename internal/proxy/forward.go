@@ -347,8 +347,10 @@ func newForwarder(log *slog.Logger) *forwarder {
 			BufferPool: copyBuffers,
 		}
 	}
+	plainClient := newH1Client(dialer)
+	plainClient.lazyHeaders = true // forwardPlain reads answers' headers through h1Body.header
 	return &forwarder{http1: mk(rerouting{h1}), h2c: mk(rerouting{h2}), transport1: h1, transport2: h2,
-		plain1: rerouting{newH1Client(dialer)}, log: log}
+		plain1: rerouting{plainClient}, log: log}
 }
 
 // upstreamFailed answers a request whose upstream could not be reached or failed mid-answer.
@@ -448,8 +450,14 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 		}
 		fields = b.fields
 	}
+	hw, edited := headerSharer(w)
+	if resp.Header == nil && (b == nil || hw == nil || len(hw.header) != 0 || edited) {
+		// Left unparsed to go on as it came (readResponseHead), which it cannot here: it
+		// goes through the map.
+		resp.Header = answerHeader(resp)
+	}
 	var h http.Header
-	if hw, edited := headerSharer(w); hw != nil && len(hw.header) == 0 { // not through Header(), which makes one
+	if hw != nil && len(hw.header) == 0 { // not through Header(), which makes one
 		// Nothing is set on the answer yet, and resp.Header is this request's own: it becomes
 		// the answer's, less the hop-by-hop fields, instead of being copied field by field
 		// into a new map.
@@ -472,6 +480,7 @@ func (f *forwarder) forwardPlain(w http.ResponseWriter, r *http.Request, t *targ
 			hw.noGrpcStatus = fields&hasGrpcStatus == 0
 			if !fields.mustDrop() && fields&(hasBareLF|hasLengthRepeated) == 0 { // known, so b is set
 				// Nothing to drop, change or add but the Date: the lines go on as they came.
+				// A header left unparsed (nil) is parsed by hw.Header, when anyone asks.
 				hw.asCame, hw.asCameFields, hw.asCameDate = b.lines, len(resp.Header), fields&hasDate != 0
 			}
 		}

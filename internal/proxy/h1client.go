@@ -30,6 +30,10 @@ type h1Client struct {
 	dialer      *net.Dialer
 	maxIdle     int           // idle connections kept per address
 	idleTimeout time.Duration // an idle connection older than this is closed, not reused
+	// lazyHeaders leaves the header of an answer that can pass on as it came unparsed
+	// (readResponseHead): for a caller that reads answers' headers through h1Body.header,
+	// as forwardPlain does.
+	lazyHeaders bool
 
 	mu sync.Mutex
 	// idle holds the idle connections per address, most recently used last. Lists are
@@ -273,7 +277,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request, 
 	if err := pc.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %v", errNothingRead, err))
 	}
-	resp, fields, lines, err := readResponseHead(pc, req, &b.answer, b.values[:0])
+	resp, fields, lines, err := readResponseHead(pc, req, &b.answer, b.values[:0], c.lazyHeaders)
 	if err != nil {
 		return fail(err)
 	}
@@ -504,7 +508,14 @@ func asciiEqualFold(a, b string) bool {
 // readResponseHead reads a status line and headers, skipping 1xx informational answers, into
 // resp, whose header values go into values while it has room (see parseHeaderLines); fields
 // are what its parse noted (headFields), lines its header lines as they came.
-func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string) (_ *http.Response, _ headFields, lines string, _ error) {
+//
+// With lazy set, an answer that can be passed on as it came (scanPlainAnswer) with a body of
+// known length is checked but not parsed into a map: its resp.Header is nil, and
+// h1Body.header parses it when someone asks. Why: most answers go on with their lines as they
+// came, and the map's inserts, lookups and clearing were a tenth of a request's instructions.
+// Reading a nil Header finds none of the fields such an answer lacks (Connection, the proxy's
+// own mark, Grpc-Status), so the checks after the exchange need not parse it.
+func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values []string, lazy bool) (_ *http.Response, _ headFields, lines string, _ error) {
 	informational := 0 // bytes of 1xx heads skipped, bounded as one head is
 	for {
 		var err error
@@ -526,6 +537,17 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		proto, status, ok := parseStatusLine(line)
 		if !ok {
 			return nil, 0, "", fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
+		}
+		if lazy && proto == "HTTP/1.1" && status >= 200 {
+			if length, fields, plain := scanPlainAnswer(lines); plain {
+				if n, ok := parseLength(length); ok && n > 0 && bodyAllowed(req.Method, status) {
+					*resp = http.Response{
+						Status: line[len(proto)+1:], StatusCode: status, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
+						ContentLength: n, Request: req, // Header: nil, until asked for (h1Body.header)
+					}
+					return resp, fields, rest, nil
+				} // else parsed as any other head, which says what is wrong or how it ends
+			}
 		}
 		header, fields, _, ok := parseHeaderLines(&lines, values, takeHeaderMap(), nil)
 		if !ok {
@@ -768,6 +790,31 @@ func (b *h1Body) readTrailer() error {
 		b.resp.Trailer = http.Header(trailer)
 	}
 	return nil
+}
+
+// header is the answer's header, parsed from its lines now if readResponseHead left it for
+// later (lazy): their check then already passed.
+func (b *h1Body) header() http.Header {
+	if b.resp.Header == nil {
+		lines := lineCutter{s: b.lines}
+		b.resp.Header, _, _, _ = parseHeaderLines(&lines, b.values[:0], takeHeaderMap(), nil)
+	}
+	return b.resp.Header
+}
+
+// answerHeader is resp's header, parsed now if the own client left it for later (lazy), under
+// a try's cancelOnClose too.
+func answerHeader(resp *http.Response) http.Header {
+	if resp.Header == nil {
+		body := resp.Body
+		if c, ok := body.(*cancelOnClose); ok {
+			body = c.ReadCloser
+		}
+		if b, ok := body.(*h1Body); ok {
+			return b.header()
+		}
+	}
+	return resp.Header
 }
 
 // done ends the body: the connection goes back to the pool after a clean end, else closes.

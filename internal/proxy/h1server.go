@@ -677,25 +677,10 @@ func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, hos
 		if hl == "" {
 			break
 		}
-		if hl[0] == ' ' || hl[0] == '\t' {
-			return nil, 0, true, false
+		k, v, bit, folded, ok := headerLine(hl)
+		if !ok {
+			return nil, 0, folded, false
 		}
-		var k, v string
-		var bit headFields
-		if n, b := commonName(hl); n > 0 {
-			k, v, bit = hl[:n], hl[n+1:], b
-		} else {
-			n, canonical := nameLen(hl)
-			if n == 0 || n == len(hl) || hl[n] != ':' { // a name of token bytes, then the colon
-				return nil, 0, false, false
-			}
-			k, v = hl[:n], hl[n+1:]
-			if !canonical {
-				k = textproto.CanonicalMIMEHeaderKey(k)
-			}
-			bit = headField(k)
-		}
-		v = trimValue(v)
 		if bit == hasHost && host != nil {
 			if fields&hasHost != 0 {
 				fields |= hasHostRepeated
@@ -718,6 +703,56 @@ func parseHeaderLines(lines *lineCutter, values []string, reuse http.Header, hos
 		h[k] = values[len(values)-1 : len(values) : len(values)]
 	}
 	return h, fields, false, true
+}
+
+// headerLine splits a header line (not empty) into its canonical name and trimmed value, with
+// the name's headField bit; folded reports an obsolete continuation line, ok false a malformed
+// line (or a folded one).
+func headerLine(hl string) (k, v string, bit headFields, folded, ok bool) {
+	if hl[0] == ' ' || hl[0] == '\t' {
+		return "", "", 0, true, false
+	}
+	if n, b := commonName(hl); n > 0 {
+		k, v, bit = hl[:n], hl[n+1:], b
+	} else {
+		n, canonical := nameLen(hl)
+		if n == 0 || n == len(hl) || hl[n] != ':' { // a name of token bytes, then the colon
+			return "", "", 0, false, false
+		}
+		k, v = hl[:n], hl[n+1:]
+		if !canonical {
+			k = textproto.CanonicalMIMEHeaderKey(k)
+		}
+		bit = headField(k)
+	}
+	return k, trimValue(v), bit, false, true
+}
+
+// scanPlainAnswer checks an answer's header lines as parseHeaderLines would, without a map,
+// for an answer whose head can be passed on as it came with no field looked at but its length:
+// every line ended by CRLF, one Content-Length line, and no field that framing, a retry, the
+// metrics or passing it on reads (no hop-by-hop field, Transfer-Encoding, Trailer or
+// Grpc-Status; a Date may be there). plain is false for any other head, which the caller
+// parses into a map instead; length is the Content-Length value; fields what it noted.
+func scanPlainAnswer(lines lineCutter) (length string, fields headFields, plain bool) {
+	for lines.s != "" {
+		hl, crlf := lines.cut()
+		if !crlf {
+			return "", 0, false
+		}
+		if hl == "" {
+			break
+		}
+		_, v, bit, _, ok := headerLine(hl)
+		if !ok || bit&^(hasContentLength|hasDate) != 0 || bit&fields&hasContentLength != 0 {
+			return "", 0, false
+		}
+		if bit == hasContentLength {
+			length = v
+		}
+		fields |= bit
+	}
+	return length, fields, fields&hasContentLength != 0
 }
 
 // commonName is the length of the common field name (commonNames) that line starts with,
@@ -1279,7 +1314,14 @@ const maxPending = 4 << 10
 
 func (w *h1Response) Header() http.Header {
 	if w.header == nil {
-		w.header = make(http.Header)
+		if w.asCame != "" {
+			// The upstream's header, left unparsed to go on as it came (forwardPlain):
+			// parsed now, it still goes on so unless fields are added or taken.
+			w.header = w.answerBody.header()
+			w.asCameFields = len(w.header)
+		} else {
+			w.header = make(http.Header)
+		}
 	}
 	return w.header
 }

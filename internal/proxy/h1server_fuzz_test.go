@@ -142,38 +142,52 @@ func FuzzH1Response(f *testing.F) {
 		if head {
 			method = http.MethodHead
 		}
-		req, _ := http.NewRequest(method, "http://upstream/", nil)
-		client, server := net.Pipe()
-		defer client.Close()
-		pc := &h1Conn{Conn: server, br: bufio.NewReader(bytes.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
-		got, err := newH1Client(nil).exchange(req.Context(), pc, req, nil)
-		if err != nil {
-			return
+		// Both ways the own client reads a head: into a map, and lazily (checked now, parsed
+		// into a map when asked, as forwardPlain asks when it cannot pass the lines on).
+		for _, lazy := range []bool{false, true} {
+			compareResponse(t, raw, method, lazy)
 		}
-		want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
-		if err != nil {
-			t.Fatalf("the own client accepts what net/http refuses (%v):\n%q", err, raw)
-		}
-		same := agree(t, "own client", raw)
-		same("status", got.StatusCode, want.StatusCode)
-		// Hop-by-hop headers are not passed on (forwardPlain drops them); net/http drops some
-		// of them already when reading.
-		for _, h := range []http.Header{got.Header, want.Header} {
-			for k := range h {
-				if isHop(k) {
-					delete(h, k)
-				}
+	})
+}
+
+// compareResponse reads raw as the own client's answer to a request of method, and as
+// net/http's, and fails the test where they differ.
+func compareResponse(t *testing.T, raw []byte, method string, lazy bool) {
+	head := method == http.MethodHead
+	req, _ := http.NewRequest(method, "http://upstream/", nil)
+	client, server := net.Pipe()
+	defer client.Close()
+	pc := &h1Conn{Conn: server, br: bufio.NewReader(bytes.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
+	c := newH1Client(nil)
+	c.lazyHeaders = lazy
+	got, err := c.exchange(req.Context(), pc, req, nil)
+	if err != nil {
+		return
+	}
+	got.Header = answerHeader(got)
+	want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
+	if err != nil {
+		t.Fatalf("the own client (lazy %v) accepts what net/http refuses (%v):\n%q", lazy, err, raw)
+	}
+	same := agree(t, fmt.Sprintf("own client (lazy %v)", lazy), raw)
+	same("status", got.StatusCode, want.StatusCode)
+	// Hop-by-hop headers are not passed on (forwardPlain drops them); net/http drops some
+	// of them already when reading.
+	for _, h := range []http.Header{got.Header, want.Header} {
+		for k := range h {
+			if isHop(k) {
+				delete(h, k)
 			}
 		}
-		same("header", got.Header, want.Header)
-		if !head { // an answer to HEAD has no body: its Content-Length header is passed on as is
-			same("content length", got.ContentLength, want.ContentLength)
-		}
-		same("transfer encoding", got.TransferEncoding, want.TransferEncoding)
-		same("close", got.Close, want.Close)
-		sameBody(same, got.Body, want.Body)
-		same("trailer", got.Trailer, want.Trailer)
-	})
+	}
+	same("header", got.Header, want.Header)
+	if !head { // an answer to HEAD has no body: its Content-Length header is passed on as is
+		same("content length", got.ContentLength, want.ContentLength)
+	}
+	same("transfer encoding", got.TransferEncoding, want.TransferEncoding)
+	same("close", got.Close, want.Close)
+	sameBody(same, got.Body, want.Body)
+	same("trailer", got.Trailer, want.Trailer)
 }
 
 // TestH1SlowClients: a connection that sends nothing, or empty lines and then a head never
@@ -784,6 +798,109 @@ func TestH1AnswerPassesOnAsItCame(t *testing.T) {
 		}
 	}
 }
+
+// TestH1UnparsedAnswerIsParsedWhenItCannotPassAsItCame: the own client leaves a plain
+// answer's header unparsed (lazy), for its lines to go on as they came; where they cannot, the
+// header is parsed and goes through the map, every field kept: a field already set on the
+// answer, a route's response edits, writers the proxy does not know, and a try's timeout
+// around the body.
+func TestH1UnparsedAnswerIsParsedWhenItCannotPassAsItCame(t *testing.T) {
+	const answer = "HTTP/1.1 200 OK\r\ncontent-type: text/x\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 2\r\n\r\nok"
+	type unknownWriter struct{ http.ResponseWriter }
+	for name, tc := range map[string]struct {
+		serve func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target)
+		want  []string // besides the upstream's fields
+	}{
+		"field set before": {func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target) {
+			w.Header().Set("X-Before", "1")
+			f.forward(w, r, t)
+		}, []string{"X-Before: 1"}},
+		"route edits": {func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target) {
+			f.forward(&headerEditor{ResponseWriter: w, ops: &snapshot.HeaderOps{Set: map[string]string{"X-Edit": "1"}}}, r, t)
+		}, []string{"X-Edit: 1"}},
+		"unknown writer": {func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target) {
+			f.forward(unknownWriter{w}, r, t)
+		}, nil},
+		"per-try timeout": {func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target) {
+			t.retry = &snapshot.RetryPolicy{Attempts: 1, PerTry: snapshot.Duration{Duration: time.Minute}}
+			f.forward(w, r, t)
+		}, nil},
+		"asking writer": {func(f *forwarder, w http.ResponseWriter, r *http.Request, t *target) {
+			f.forward(&askingWriter{ResponseWriter: w}, r, t)
+		}, []string{"X-Asked: 1"}},
+	} {
+		upstream := rawUpstream(t, answer)
+		f := newForwarder(slog.New(slog.DiscardHandler))
+		addr := serveTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tc.serve(f, &statusRecorder{ResponseWriter: w}, r, &target{addr: upstream, protocol: snapshot.HTTP})
+		}))
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var got []string
+		for k, vs := range resp.Header {
+			for _, v := range vs {
+				got = append(got, k+": "+v)
+			}
+		}
+		for _, w := range append([]string{"Content-Type: text/x", "X-Two: a", "X-Two: b", "Content-Length: 2"}, tc.want...) {
+			if !slices.Contains(got, w) {
+				t.Errorf("%s: answer header %q lacks %q", name, got, w)
+			}
+		}
+		if string(body) != "ok" {
+			t.Errorf("%s: body %q, want \"ok\"", name, body)
+		}
+	}
+}
+
+// TestH1ResponseParsesAnUnparsedAnswerWhenAsked: the proxy's own writer, holding an answer's
+// unparsed header to pass its lines on, parses it when asked for its header, into what the
+// eager parse makes, and counts its fields, so that a field added after stops the lines.
+func TestH1ResponseParsesAnUnparsedAnswerWhenAsked(t *testing.T) {
+	raw := "HTTP/1.1 200 OK\r\ncontent-type: text/x\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 2\r\n\r\nok"
+	var answers [2]*http.Response
+	for i, lazy := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodGet, "http://upstream/", nil)
+		client, server := net.Pipe()
+		defer client.Close()
+		pc := &h1Conn{Conn: server, br: bufio.NewReader(strings.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
+		c := newH1Client(nil)
+		c.lazyHeaders = lazy
+		resp, err := c.exchange(req.Context(), pc, req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers[i] = resp
+	}
+	eager, lazy := answers[0], answers[1]
+	if lazy.Header != nil {
+		t.Fatalf("lazy answer parsed at once: %v", lazy.Header)
+	}
+	b := lazy.Body.(*h1Body)
+	w := &h1Response{asCame: b.lines, answerBody: b}
+	h := w.Header()
+	if !reflect.DeepEqual(h, eager.Header) {
+		t.Errorf("parsed when asked: %v; the eager parse: %v", h, eager.Header)
+	}
+	if w.asCameFields != len(h) || len(h) != 3 {
+		t.Errorf("asCameFields %d for %d fields, want 3", w.asCameFields, len(h))
+	}
+}
+
+// askingWriter adds a field to the answer's header when its status is written: after
+// forwardPlain took the upstream's header as the answer's, before the head goes.
+type askingWriter struct{ http.ResponseWriter }
+
+func (w *askingWriter) WriteHeader(code int) {
+	w.ResponseWriter.Header().Set("X-Asked", "1")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *askingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // TestScanHeadAsItsParts: one scan finds the end, the validity and the LFs the plain ways
 // find (checkScan), over random heads of text, line ends and refused bytes at every position

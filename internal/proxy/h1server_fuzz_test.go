@@ -150,20 +150,27 @@ func FuzzH1Response(f *testing.F) {
 	})
 }
 
+// readAnswer is the own client's reading of raw as the answer to a request of method, lazy or
+// not (h1Client.lazyHeaders).
+func readAnswer(t *testing.T, raw []byte, method string, lazy bool) (*http.Response, error) {
+	req, _ := http.NewRequest(method, "http://upstream/", nil)
+	client, server := net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	pc := &h1Conn{Conn: server, br: bufio.NewReader(bytes.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
+	c := newH1Client(nil)
+	c.lazyHeaders = lazy
+	return c.exchange(req.Context(), pc, req, nil)
+}
+
 // compareResponse reads raw as the own client's answer to a request of method, and as
 // net/http's, and fails the test where they differ.
 func compareResponse(t *testing.T, raw []byte, method string, lazy bool) {
 	head := method == http.MethodHead
-	req, _ := http.NewRequest(method, "http://upstream/", nil)
-	client, server := net.Pipe()
-	defer client.Close()
-	pc := &h1Conn{Conn: server, br: bufio.NewReader(bytes.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
-	c := newH1Client(nil)
-	c.lazyHeaders = lazy
-	got, err := c.exchange(req.Context(), pc, req, nil)
+	got, err := readAnswer(t, raw, method, lazy)
 	if err != nil {
 		return
 	}
+	req := got.Request
 	got.Header = answerHeader(got)
 	want, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), req)
 	if err != nil {
@@ -864,13 +871,7 @@ func TestH1ResponseParsesAnUnparsedAnswerWhenAsked(t *testing.T) {
 	raw := "HTTP/1.1 200 OK\r\ncontent-type: text/x\r\nX-Two: a\r\nX-Two: b\r\nContent-Length: 2\r\n\r\nok"
 	var answers [2]*http.Response
 	for i, lazy := range []bool{false, true} {
-		req, _ := http.NewRequest(http.MethodGet, "http://upstream/", nil)
-		client, server := net.Pipe()
-		defer client.Close()
-		pc := &h1Conn{Conn: server, br: bufio.NewReader(strings.NewReader(raw)), bw: bufio.NewWriter(io.Discard)}
-		c := newH1Client(nil)
-		c.lazyHeaders = lazy
-		resp, err := c.exchange(req.Context(), pc, req, nil)
+		resp, err := readAnswer(t, []byte(raw), http.MethodGet, lazy)
 		if err != nil {
 			t.Fatal(err)
 		}

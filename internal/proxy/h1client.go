@@ -538,9 +538,10 @@ func readResponseHead(pc *h1Conn, req *http.Request, resp *http.Response, values
 		if !ok {
 			return nil, 0, "", fmt.Errorf("malformed HTTP status line from the upstream: %q", line)
 		}
-		if lazy && proto == "HTTP/1.1" && status >= 200 {
+		// (A bodiless answer is parsed at once: it is not passed on as it came.)
+		if lazy && proto == "HTTP/1.1" && status >= 200 && bodyAllowed(req.Method, status) {
 			if length, fields, plain := scanPlainAnswer(lines); plain {
-				if n, ok := parseLength(length); ok && n > 0 && bodyAllowed(req.Method, status) {
+				if n, ok := parseLength(length); ok && n > 0 {
 					*resp = http.Response{
 						Status: line[len(proto)+1:], StatusCode: status, Proto: proto, ProtoMajor: 1, ProtoMinor: 1,
 						ContentLength: n, Request: req, // Header: nil, until asked for (h1Body.header)

@@ -62,9 +62,11 @@ type Names struct {
 	// headerKey is Header in canonical form, set by Compiled: the key the lane header is
 	// looked up by, instead of canonicalising Header on every request.
 	headerKey string
-	// lastMember, set by Compiled, keeps the baggage member Write made last: most requests
-	// carry the lane of the one before, and the member is then not put together again.
-	lastMember *atomic.Pointer[string]
+	// lastMember, set by Compiled, keeps the baggage member Write made last, as the one-value
+	// list a header holds: most requests carry the lane of the one before, and the member is
+	// then neither put together nor allocated again. The list is shared by every request that
+	// carries it, so it is never written in place: its capacity is one, and an append copies.
+	lastMember *atomic.Pointer[[]string]
 	// jaegerKey and otKey, set by Compiled, are the uberctx-<BaggageKey> and
 	// ot-baggage-<BaggageKey> headers' keys in canonical form: WriteAll sets both on every
 	// request an inbound sidecar hands its app, and h.Set joined and canonicalised each name
@@ -83,7 +85,7 @@ func (n Names) Compiled() Names {
 		n.jaegerKey = textproto.CanonicalMIMEHeaderKey(jaegerPrefix + n.BaggageKey)
 		n.otKey = textproto.CanonicalMIMEHeaderKey(otPrefix + n.BaggageKey)
 	}
-	n.lastMember = new(atomic.Pointer[string])
+	n.lastMember = new(atomic.Pointer[[]string])
 	return n
 }
 
@@ -113,16 +115,22 @@ func (n Names) delPrefixed(h http.Header, key, prefix string) {
 }
 
 // member is the baggage member "BaggageKey=l".
-func (n Names) member(l Lane) string {
+func (n Names) member(l Lane) string { return n.memberValues(l)[0] }
+
+// memberValues is member(l) as a header's one-value list (capacity one), shared between the
+// requests of one lane when n is compiled (see lastMember).
+func (n Names) memberValues(l Lane) []string {
 	if n.lastMember == nil {
-		return n.BaggageKey + "=" + string(l)
+		return []string{n.BaggageKey + "=" + string(l)}
 	}
-	if m := n.lastMember.Load(); m != nil && len(*m) == len(n.BaggageKey)+1+len(l) && (*m)[len(n.BaggageKey)+1:] == string(l) {
-		return *m
+	if vs := n.lastMember.Load(); vs != nil {
+		if m := (*vs)[0]; len(m) == len(n.BaggageKey)+1+len(l) && m[len(n.BaggageKey)+1:] == string(l) {
+			return *vs
+		}
 	}
-	m := n.BaggageKey + "=" + string(l)
-	n.lastMember.Store(&m)
-	return m
+	vs := []string{n.BaggageKey + "=" + string(l)}
+	n.lastMember.Store(&vs)
+	return vs
 }
 
 // laneHeader is h's values of the lane header.
@@ -216,7 +224,7 @@ func (n Names) Write(h http.Header, l Lane) {
 	// it anew on every request.
 	values := h[baggageHeader]
 	if len(values) == 0 {
-		h[baggageHeader] = []string{n.member(l)}
+		h[baggageHeader] = n.memberValues(l)
 		return
 	}
 	if len(values) == 1 && values[0] == n.member(l) {

@@ -256,6 +256,43 @@ func TestPrefixedValuesStandApart(t *testing.T) {
 	}
 }
 
+// TestWriteAddsBaggageWithoutAllocating: a request with the lane header and no baggage (what
+// a client sends, and what every outbound sidecar sees first) gets the baggage member from the
+// list kept for the lane, not a new one.
+func TestWriteAddsBaggageWithoutAllocating(t *testing.T) {
+	n := Default().Compiled()
+	h := http.Header{"X-Swimlane": {"dev"}}
+	n.Write(h, "dev") // the first request of the lane puts the list together
+	if allocs := testing.AllocsPerRun(100, func() {
+		delete(h, "Baggage")
+		n.Write(h, "dev")
+	}); allocs != 0 {
+		t.Errorf("Write: %v allocations, want 0", allocs)
+	}
+	if got := h["Baggage"]; !reflect.DeepEqual(got, []string{"swimlane=dev"}) {
+		t.Errorf("baggage became %q", got)
+	}
+	n.Write(h, "other")
+	if got := h["Baggage"]; !reflect.DeepEqual(got, []string{"swimlane=other"}) {
+		t.Errorf("after a lane change, baggage became %q", got)
+	}
+}
+
+// TestSharedBaggageStandsApart: requests of one lane share the baggage list Write sets, so an
+// edit of one request's header, as header edits and net/http make them, must not show in the
+// next request's.
+func TestSharedBaggageStandsApart(t *testing.T) {
+	n := Default().Compiled()
+	first, second := http.Header{}, http.Header{}
+	n.Write(first, "dev")
+	first.Add("Baggage", "user=1")
+	n.Write(second, "dev")
+	first.Set("Baggage", "changed")
+	if got := second["Baggage"]; !reflect.DeepEqual(got, []string{"swimlane=dev"}) {
+		t.Errorf("the second request's baggage became %q after edits of the first's", got)
+	}
+}
+
 // TestStripAllocatesNothing: a gateway that does not trust incoming lanes strips every
 // request; with compiled names that costs no allocation, whether or not the request had a
 // lane (h.Del canonicalised the lane header's name anew each time).

@@ -493,9 +493,9 @@ func (s *Snapshot) Resolve(d *Decision, pk *Picker) {
 		}
 		return
 	}
-	chain, expired := s.Chain(d.Asked)
+	chain, info, expired := s.chain(d.Asked)
 	d.Expired = expired
-	if info := s.laneInfo[d.Asked]; info != nil && !expired {
+	if info != nil {
 		d.Strict = info.Mode == ModeStrict
 	}
 	for i, l := range chain {

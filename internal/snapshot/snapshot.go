@@ -31,12 +31,13 @@ type Snapshot struct {
 
 	// byName is the position of each service in Services. Versions that change services but
 	// add or remove none share it.
-	byName     map[string]int
-	laneInfo   map[lane.Lane]*LaneInfo
-	knownLanes map[lane.Lane]bool
-	// chains holds the resolution order of every known lane, built once so that routing a
-	// request allocates nothing; only lanes the mesh has never heard of build one per request.
-	chains        map[lane.Lane][]lane.Lane
+	byName   map[string]int
+	laneInfo map[lane.Lane]*LaneInfo
+	// knownLanes holds every known lane with its resolution order, built once so that routing
+	// a request allocates nothing (only lanes the mesh has never heard of build one per
+	// request), and with its declaration: one lookup per request finds all three, where three
+	// maps took three.
+	knownLanes    map[lane.Lane]knownLane
 	baselineChain []lane.Lane
 	// laneServices counts, per lane, the services with healthy endpoints in it: Apply keeps
 	// the known lanes right without visiting every service.
@@ -291,22 +292,32 @@ func (s *Snapshot) countLanes(svc *Service, n int) (lanesChanged bool) {
 // indexLanes builds the known lanes (the baseline, the declared ones, and those with
 // endpoints) and their chains.
 func (s *Snapshot) indexLanes() {
-	s.knownLanes = make(map[lane.Lane]bool, len(s.Lanes)+len(s.laneServices)+1)
-	s.knownLanes[s.Mesh.Baseline] = true
+	s.knownLanes = make(map[lane.Lane]knownLane, len(s.Lanes)+len(s.laneServices)+1)
+	add := func(l lane.Lane) {
+		k := knownLane{chain: s.baselineChain, info: s.laneInfo[l]}
+		if k.info != nil && l != s.Mesh.Baseline {
+			k.chain = k.info.Chain
+		} else if l != s.Mesh.Baseline {
+			k.chain = []lane.Lane{l, s.Mesh.Baseline}
+		}
+		s.knownLanes[l] = k
+	}
+	add(s.Mesh.Baseline)
 	for _, l := range s.Lanes {
-		s.knownLanes[l.Name] = true
+		add(l.Name)
 	}
 	for l := range s.laneServices {
-		s.knownLanes[l] = true
-	}
-	s.chains = make(map[lane.Lane][]lane.Lane, len(s.knownLanes))
-	for l := range s.knownLanes {
-		if info := s.laneInfo[l]; info != nil {
-			s.chains[l] = info.Chain
-		} else if l != s.Mesh.Baseline {
-			s.chains[l] = []lane.Lane{l, s.Mesh.Baseline}
+		if _, ok := s.knownLanes[l]; !ok {
+			add(l)
 		}
 	}
+}
+
+// knownLane is what routing needs of a known lane: the lanes a request asking for it tries, in
+// order, and its declaration (nil for a lane known only by its endpoints).
+type knownLane struct {
+	chain []lane.Lane
+	info  *LaneInfo
 }
 
 // Decode parses a snapshot from its JSON encoding and prepares it.
@@ -432,7 +443,10 @@ func (svc *Service) LaneSet(l lane.Lane) *EndpointSet { return svc.laneSets[l] }
 
 // KnownLane reports whether l is declared or has endpoints somewhere. Metrics label only known
 // lanes, so made-up lanes from clients cannot grow the number of series without bound.
-func (s *Snapshot) KnownLane(l lane.Lane) bool { return s.knownLanes[l] }
+func (s *Snapshot) KnownLane(l lane.Lane) bool {
+	_, ok := s.knownLanes[l]
+	return ok
+}
 
 // LaneInfo returns the declared lane l, or nil.
 func (s *Snapshot) LaneInfo(l lane.Lane) *LaneInfo { return s.laneInfo[l] }
@@ -440,16 +454,23 @@ func (s *Snapshot) LaneInfo(l lane.Lane) *LaneInfo { return s.laneInfo[l] }
 // Chain returns the lanes a request asking for lane asked tries, in order. expired reports
 // that asked is a declared lane past its expiry, resolved as the baseline.
 func (s *Snapshot) Chain(asked lane.Lane) (chain []lane.Lane, expired bool) {
-	if asked == "" || asked == s.Mesh.Baseline {
-		return s.baselineChain, false
+	chain, _, expired = s.chain(asked)
+	return chain, expired
+}
+
+// chain is Chain with the declaration of asked, nil when it is undeclared or expired.
+func (s *Snapshot) chain(asked lane.Lane) (chain []lane.Lane, info *LaneInfo, expired bool) {
+	if asked == "" {
+		return s.baselineChain, nil, false
 	}
-	if info := s.laneInfo[asked]; info != nil && info.Expired {
-		return s.baselineChain, true
+	k, ok := s.knownLanes[asked]
+	switch {
+	case !ok:
+		return []lane.Lane{asked, s.Mesh.Baseline}, nil, false
+	case k.info != nil && k.info.Expired && asked != s.Mesh.Baseline:
+		return s.baselineChain, nil, true
 	}
-	if c, ok := s.chains[asked]; ok {
-		return c, false
-	}
-	return []lane.Lane{asked, s.Mesh.Baseline}, false
+	return k.chain, k.info, false
 }
 
 // Lanes returns the lanes this service has healthy endpoints in, sorted.

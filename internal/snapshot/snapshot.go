@@ -35,8 +35,8 @@ type Snapshot struct {
 	laneInfo map[lane.Lane]*LaneInfo
 	// knownLanes holds every known lane with its resolution order, built once so that routing
 	// a request allocates nothing (only lanes the mesh has never heard of build one per
-	// request), and with its declaration: one lookup per request finds all three, where three
-	// maps took three.
+	// request), and with its declaration: one lookup tells whether a request's lane is known,
+	// its chain and its declaration, which took three lookups in three maps.
 	knownLanes    map[lane.Lane]knownLane
 	baselineChain []lane.Lane
 	// laneServices counts, per lane, the services with healthy endpoints in it: Apply keeps
@@ -295,9 +295,11 @@ func (s *Snapshot) indexLanes() {
 	s.knownLanes = make(map[lane.Lane]knownLane, len(s.Lanes)+len(s.laneServices)+1)
 	add := func(l lane.Lane) {
 		k := knownLane{chain: s.baselineChain, info: s.laneInfo[l]}
-		if k.info != nil && l != s.Mesh.Baseline {
+		switch {
+		case l == s.Mesh.Baseline: // the baseline's chain is itself, declared or not
+		case k.info != nil:
 			k.chain = k.info.Chain
-		} else if l != s.Mesh.Baseline {
+		default:
 			k.chain = []lane.Lane{l, s.Mesh.Baseline}
 		}
 		s.knownLanes[l] = k
